@@ -1,0 +1,262 @@
+//! The node's shared broker context: what every connection task can reach.
+//!
+//! It ties the live [`Router`], the replicated [`State`] (read directly,
+//! changed only through the [`Replicator`]), the registry of connected
+//! clients (one per client id: takeover goes through it) and the node-local
+//! leftovers of persistent sessions.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::message::{ClientId, Message, now_ms};
+use crate::replication::{EffectSink, LocalReplicator, ReplicationError, Replicator};
+use crate::retained::RetainOutcome;
+use crate::router::Router;
+use crate::state::{Command, Effects, NodeId, Response, State, StateLimits};
+
+/// v5 reason code sent to a connection whose session was taken over.
+pub(crate) const SESSION_TAKEN_OVER: u8 = 0x8E;
+
+/// Signals from the broker to one connection task.
+#[derive(Debug, Default)]
+pub(crate) struct Control {
+    kick: CancellationToken,
+    kick_reason: AtomicU8,
+    /// The session's replicated queue has new messages.
+    pub wake: Notify,
+    /// Set when the connection task has finished all its work.
+    pub done: CancellationToken,
+    /// Ownership epoch of a persistent session (0 for a clean session).
+    pub epoch: AtomicU64,
+}
+
+impl Control {
+    /// Asks the connection to close with a v5 DISCONNECT reason.
+    pub fn kick(&self, reason: u8) {
+        self.kick_reason.store(reason, Ordering::Relaxed);
+        self.kick.cancel();
+    }
+
+    /// Resolves when the connection was asked to close; yields the reason.
+    pub async fn kicked(&self) -> u8 {
+        self.kick.cancelled().await;
+        self.kick_reason.load(Ordering::Relaxed)
+    }
+}
+
+/// A connected client in the registry.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientHandle {
+    pub conn_id: u64,
+    pub control: Arc<Control>,
+}
+
+/// Node-local parts of a persistent session kept between its connections:
+/// inbound QoS 2 packet ids awaiting PUBREL (so a resent PUBLISH is not
+/// delivered twice).
+#[derive(Debug, Default)]
+pub(crate) struct SessionStash {
+    pub awaiting_rel: HashSet<u16>,
+}
+
+/// A will waiting for its delay to pass.
+#[derive(Debug)]
+pub(crate) struct PendingWill {
+    /// Cancelled when the client reconnects (the will is then never sent).
+    pub cancel: CancellationToken,
+    /// Notified when the session ends before the delay: publish at once.
+    pub fire_now: Arc<Notify>,
+}
+
+/// Broker-wide counters (`$SYS` now, Prometheus with the telemetry issue).
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub connections_current: AtomicUsize,
+    pub connections_total: AtomicU64,
+    pub messages_received: AtomicU64,
+    pub messages_sent: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub dropped_expired: AtomicU64,
+    pub dropped_too_large: AtomicU64,
+    pub dropped_queue_full: AtomicU64,
+}
+
+/// Why a publish was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PublishError {
+    /// The retained store is full (v5 0x97).
+    RetainQuota,
+    /// The replicated log is unavailable (v5 0x88 / no acknowledgement).
+    Unavailable(ReplicationError),
+}
+
+/// The node's broker.
+pub(crate) struct Broker {
+    pub config: Arc<Config>,
+    pub node_id: NodeId,
+    pub state: Arc<Mutex<State>>,
+    replicator: Arc<dyn Replicator>,
+    pub router: Router,
+    pub clients: Arc<DashMap<ClientId, ClientHandle>>,
+    pub stash: DashMap<ClientId, SessionStash>,
+    pub wills: Arc<DashMap<ClientId, PendingWill>>,
+    pub stats: Stats,
+    /// `$SYS` retained values: node-local, never replicated.
+    pub sys_retained: Mutex<BTreeMap<String, Arc<Message>>>,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+    next_conn: AtomicU64,
+    pub started: Instant,
+}
+
+/// Routes apply effects to this node's connections.
+struct NodeEffects {
+    node: NodeId,
+    clients: Arc<DashMap<ClientId, ClientHandle>>,
+    wills: Arc<DashMap<ClientId, PendingWill>>,
+}
+
+impl EffectSink for NodeEffects {
+    fn on_effects(&self, fx: Effects) {
+        for (client, owner) in fx.wake {
+            if owner.node != self.node {
+                continue;
+            }
+            if let Some(h) = self.clients.get(&client)
+                && h.control.epoch.load(Ordering::Relaxed) == owner.epoch
+            {
+                h.control.wake.notify_one();
+            }
+        }
+        for (client, owner) in fx.fenced {
+            if owner.node != self.node {
+                continue;
+            }
+            if let Some(h) = self.clients.get(&client)
+                && h.control.epoch.load(Ordering::Relaxed) == owner.epoch
+            {
+                h.control.kick(SESSION_TAKEN_OVER);
+            }
+        }
+        for client in fx.ended {
+            // The session ended before the will delay passed: the will goes now.
+            if let Some(w) = self.wills.get(&client) {
+                w.fire_now.notify_one();
+            }
+        }
+    }
+}
+
+impl Broker {
+    /// Builds a single-node broker: state applied in process.
+    pub fn new(config: Config) -> Arc<Broker> {
+        let limits = StateLimits {
+            max_queued_messages: config.limits.max_queued_messages,
+            max_retained_messages: config.limits.max_retained_messages,
+        };
+        let state = Arc::new(Mutex::new(State::new(limits)));
+        let clients = Arc::new(DashMap::new());
+        let wills = Arc::new(DashMap::new());
+        let sink = Arc::new(NodeEffects {
+            node: config.node.id,
+            clients: clients.clone(),
+            wills: wills.clone(),
+        });
+        let replicator = Arc::new(LocalReplicator::new(state.clone(), sink));
+        Arc::new(Broker {
+            node_id: config.node.id,
+            config: Arc::new(config),
+            state,
+            replicator,
+            router: Router::default(),
+            clients,
+            stash: DashMap::new(),
+            wills,
+            stats: Stats::default(),
+            sys_retained: Mutex::new(BTreeMap::new()),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            next_conn: AtomicU64::new(1),
+            started: Instant::now(),
+        })
+    }
+
+    /// A fresh connection id (distinguishes connections of one client id).
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Submits a command to the replicated state.
+    pub async fn submit(&self, cmd: Command) -> Result<Response, ReplicationError> {
+        self.replicator.submit(cmd).await
+    }
+
+    /// Publishes a message: durably first where a persistent session or the
+    /// retained store needs it, then live to connected subscribers. Returns
+    /// once the publisher may be acknowledged.
+    pub async fn publish(&self, msg: Arc<Message>) -> Result<(), PublishError> {
+        if msg.topic.is_system() && msg.publisher.is_some() {
+            // `$`-topics are the broker's; clients may publish there only
+            // where a policy says so (access-control issue). Until then they
+            // are routed live and never retained or queued.
+            self.router.route(&msg);
+            return Ok(());
+        }
+        let needs_log = self.state.lock().needs_log(&msg);
+        if needs_log {
+            let cmd = Command::Publish {
+                msg: msg.clone(),
+                now_ms: now_ms(),
+            };
+            if let Response::Published {
+                retained: Some(RetainOutcome::QuotaExceeded),
+                ..
+            } = self.submit(cmd).await.map_err(PublishError::Unavailable)?
+            {
+                return Err(PublishError::RetainQuota);
+            }
+        }
+        self.router.route(&msg);
+        Ok(())
+    }
+
+    /// Publishes a node-local `$SYS` value: retained here, never replicated.
+    pub fn publish_sys(&self, msg: Arc<Message>) {
+        self.sys_retained
+            .lock()
+            .insert(msg.topic.as_str().to_owned(), msg.clone());
+        self.router.route(&msg);
+    }
+
+    /// Removes offline persistent sessions whose expiry passed; runs until shutdown.
+    pub async fn run_expiry(self: Arc<Broker>) {
+        let mut tick = tokio::time::interval(self.config.session.expiry_check_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {
+                    let now = now_ms();
+                    if let Err(e) = self.submit(Command::ExpireSessions { now_ms: now }).await {
+                        tracing::warn!(error = %e, "session expiry check failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Seconds since the broker started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}

@@ -1,0 +1,299 @@
+//! Broker configuration: typed, validated before any port is bound.
+//!
+//! The binary merges a TOML file, `STARLING_*` environment variables and
+//! command-line flags into a [`Config`]; library code only sees the typed
+//! struct. Unknown keys are errors (`deny_unknown_fields`): a misspelt
+//! security setting must never be silently ignored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// This node.
+    pub node: NodeConfig,
+    /// MQTT listeners.
+    pub listeners: Vec<ListenerConfig>,
+    /// Protocol limits (G7).
+    pub limits: LimitsConfig,
+    /// Session behaviour.
+    pub session: SessionConfig,
+    /// `$SYS` topics.
+    pub sys: SysConfig,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            node: NodeConfig::default(),
+            listeners: vec![ListenerConfig::default()],
+            limits: LimitsConfig::default(),
+            session: SessionConfig::default(),
+            sys: SysConfig::default(),
+        }
+    }
+}
+
+/// Node identity and storage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Node id within the cluster (1 for a single node).
+    pub id: u64,
+    /// Directory for durable state.
+    pub data_dir: PathBuf,
+    /// How long a graceful shutdown may take before connections are dropped.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> NodeConfig {
+        NodeConfig {
+            id: 1,
+            data_dir: PathBuf::from("./starling-data"),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One MQTT listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerConfig {
+    /// Name used in logs and metrics.
+    pub name: String,
+    /// Address to bind.
+    pub bind: SocketAddr,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> ListenerConfig {
+        ListenerConfig {
+            name: "mqtt".into(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
+        }
+    }
+}
+
+/// Limits on what one client can make the broker hold (G7).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest packet accepted after CONNECT, in bytes (advertised to v5 clients).
+    pub max_packet_size: u32,
+    /// Largest first packet (CONNECT) accepted before the client is known.
+    pub max_connect_packet_size: u32,
+    /// Outbound QoS≥1 messages in flight per client (also capped by its Receive Maximum).
+    pub max_inflight: u16,
+    /// Inbound QoS 2 messages awaiting PUBREL per client (our Receive Maximum).
+    pub receive_maximum: u16,
+    /// Messages queued per client beyond the in-flight window.
+    pub max_queued_messages: usize,
+    /// Subscriptions per client.
+    pub max_subscriptions_per_client: usize,
+    /// Topic name / filter length in bytes.
+    pub max_topic_length: usize,
+    /// Topic levels.
+    pub max_topic_levels: usize,
+    /// v5 properties (and user properties) per packet.
+    pub max_properties: usize,
+    /// Topic filters per SUBSCRIBE / UNSUBSCRIBE.
+    pub max_filters_per_packet: usize,
+    /// Retained messages in the broker.
+    pub max_retained_messages: usize,
+    /// Concurrent connections.
+    pub max_connections: usize,
+    /// Topic aliases a v5 client may use towards us.
+    pub topic_alias_maximum: u16,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> LimitsConfig {
+        LimitsConfig {
+            max_packet_size: 1024 * 1024,
+            max_connect_packet_size: 64 * 1024,
+            max_inflight: 64,
+            receive_maximum: 128,
+            max_queued_messages: 1000,
+            max_subscriptions_per_client: 100,
+            max_topic_length: 1024,
+            max_topic_levels: 32,
+            max_properties: 64,
+            max_filters_per_packet: 64,
+            max_retained_messages: 1_000_000,
+            max_connections: 100_000,
+            topic_alias_maximum: 32,
+        }
+    }
+}
+
+/// Session timing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// Close connections that send no CONNECT within this time.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Largest keep alive accepted; v5 clients asking for more (or 0) get this
+    /// as Server Keep Alive, 3.1.1 clients asking for more are refused.
+    pub max_keep_alive_secs: u16,
+    /// Longest session expiry granted; also the expiry of 3.1.1 persistent sessions.
+    #[serde(with = "humantime_serde")]
+    pub max_session_expiry: Duration,
+    /// How often expired sessions are removed.
+    #[serde(with = "humantime_serde")]
+    pub expiry_check_interval: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> SessionConfig {
+        SessionConfig {
+            connect_timeout: Duration::from_secs(10),
+            max_keep_alive_secs: 3600,
+            max_session_expiry: Duration::from_secs(7 * 24 * 3600),
+            expiry_check_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// `$SYS/broker/...` publication.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SysConfig {
+    /// Refresh interval; 0 disables `$SYS` topics.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for SysConfig {
+    fn default() -> SysConfig {
+        SysConfig {
+            interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and parses a TOML file (not yet validated).
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks every value; call before binding any port.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.listeners.is_empty() {
+            return invalid("listeners", "at least one listener is required");
+        }
+        let mut names = std::collections::HashSet::new();
+        for listener in &self.listeners {
+            if !names.insert(listener.name.as_str()) {
+                return invalid("listeners.name", "listener names must be unique");
+            }
+        }
+        if self.node.id == 0 {
+            return invalid("node.id", "must be at least 1");
+        }
+        if !(64..=268_435_460).contains(&l.max_packet_size) {
+            return invalid("limits.max_packet_size", "must be between 64 and 268435460");
+        }
+        if l.max_connect_packet_size < 64 || l.max_connect_packet_size > l.max_packet_size {
+            return invalid(
+                "limits.max_connect_packet_size",
+                "must be at least 64 and at most limits.max_packet_size",
+            );
+        }
+        if l.max_inflight == 0 {
+            return invalid("limits.max_inflight", "must be at least 1");
+        }
+        if l.receive_maximum == 0 {
+            return invalid("limits.receive_maximum", "must be at least 1");
+        }
+        if l.max_queued_messages == 0 {
+            return invalid("limits.max_queued_messages", "must be at least 1");
+        }
+        if l.max_subscriptions_per_client == 0 {
+            return invalid("limits.max_subscriptions_per_client", "must be at least 1");
+        }
+        if !(1..=65_535).contains(&l.max_topic_length) {
+            return invalid("limits.max_topic_length", "must be between 1 and 65535");
+        }
+        if !(1..=1024).contains(&l.max_topic_levels) {
+            return invalid("limits.max_topic_levels", "must be between 1 and 1024");
+        }
+        if l.max_filters_per_packet == 0 {
+            return invalid("limits.max_filters_per_packet", "must be at least 1");
+        }
+        if l.max_connections == 0 {
+            return invalid("limits.max_connections", "must be at least 1");
+        }
+        if self.session.connect_timeout.is_zero() {
+            return invalid("session.connect_timeout", "must be positive");
+        }
+        if self.session.max_keep_alive_secs == 0 {
+            return invalid("session.max_keep_alive_secs", "must be at least 1");
+        }
+        if self.session.expiry_check_interval.is_zero() {
+            return invalid("session.expiry_check_interval", "must be positive");
+        }
+        if self.node.shutdown_grace.is_zero() {
+            return invalid("node.shutdown_grace", "must be positive");
+        }
+        Ok(())
+    }
+
+    /// The max session expiry in whole seconds, as the protocol counts it.
+    pub fn max_session_expiry_secs(&self) -> u32 {
+        u32::try_from(self.session.max_session_expiry.as_secs()).unwrap_or(u32::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let err = toml::from_str::<Config>("[limits]\nmax_packet_sise = 10\n").unwrap_err();
+        assert!(err.to_string().contains("max_packet_sise"), "{err}");
+    }
+
+    #[test]
+    fn durations_are_human_readable() {
+        let c: Config = toml::from_str("[session]\nmax_session_expiry = \"2h\"\n").unwrap();
+        assert_eq!(c.max_session_expiry_secs(), 7200);
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_key() {
+        let c: Config = toml::from_str("[limits]\nmax_inflight = 0\n").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("limits.max_inflight"), "{err}");
+    }
+}

@@ -1,0 +1,39 @@
+//! Starling broker core: MQTT 3.1.1 and 5.0 on one node, built so the
+//! replicated cluster plugs in under it without touching protocol code.
+//!
+//! ```text
+//!  TCP ──► server (accept, limits) ──► protocol::connection (one task per client)
+//!                                         │  codec packets ⇄ domain types (only here)
+//!                                         ▼
+//!                                     broker::Broker ── router (live index, fan-out)
+//!                                         │                 └─► other connections' bounded queues
+//!                                         ▼
+//!                                  replication::Replicator ──► state::State::apply (deterministic)
+//!                                  (local applier today; the Raft log in the cluster)
+//! ```
+//!
+//! Durable shared state — persistent sessions, their subscriptions and queued
+//! QoS≥1 messages, retained messages, session ownership — changes only through
+//! [`state::Command`]s applied by one deterministic function. Clean sessions
+//! and live delivery stay outside the log.
+//!
+//! Must not depend on: anything but `starling-codec` in the workspace for now
+//! (later `cluster`, `auth`, `plugins`); only `protocol*` sees codec types.
+
+pub mod config;
+pub mod message;
+pub mod retained;
+pub mod server;
+pub mod state;
+pub mod subscriptions;
+pub mod topic;
+
+mod broker;
+mod error;
+mod protocol;
+mod replication;
+
+mod router;
+mod sys;
+
+pub use error::{ConfigError, StartError};

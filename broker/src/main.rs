@@ -1,0 +1,158 @@
+//! The `starling` binary: config → build → run → drain. Kept thin: all
+//! behaviour lives in the library.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use starling_broker::StartError;
+use starling_broker::config::{Config, ListenerConfig};
+use starling_broker::server::Server;
+use tokio_util::sync::CancellationToken;
+
+/// Exit code for a bad configuration (sysexits EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "starling",
+    version,
+    about = "Starling: a clustered MQTT broker"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker node.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, short, env = "STARLING_CONFIG")]
+    config: Option<PathBuf>,
+    /// MQTT listen address (repeatable); replaces the config's listeners.
+    #[arg(long, env = "STARLING_LISTEN", value_delimiter = ',')]
+    listen: Vec<SocketAddr>,
+    /// Directory for durable state.
+    #[arg(long, env = "STARLING_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Node id (1 for a single node).
+    #[arg(long, env = "STARLING_NODE_ID")]
+    node_id: Option<u64>,
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `starling_broker=debug`.
+    #[arg(long, env = "STARLING_LOG", default_value = "info")]
+    log: String,
+    /// Log as JSON lines.
+    #[arg(long, env = "STARLING_LOG_JSON")]
+    log_json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn load_config(args: &ServeArgs) -> Result<Config, StartError> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if !args.listen.is_empty() {
+        config.listeners = args
+            .listen
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| ListenerConfig {
+                name: if i == 0 {
+                    "mqtt".into()
+                } else {
+                    format!("mqtt{i}")
+                },
+                bind: *addr,
+            })
+            .collect();
+    }
+    if let Some(dir) = &args.data_dir {
+        config.node.data_dir = dir.clone();
+    }
+    if let Some(id) = args.node_id {
+        config.node.id = id;
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    if args.log_json {
+        fmt.json().init();
+    } else {
+        fmt.init();
+    }
+    let config = match load_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("starling: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("starling: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let server = match Server::bind(config).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("starling: {e}");
+                return match e {
+                    StartError::Config(_) => ExitCode::from(EXIT_CONFIG),
+                    StartError::Bind { .. } => ExitCode::FAILURE,
+                };
+            }
+        };
+        let stop = CancellationToken::new();
+        let signal_stop = stop.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            signal_stop.cancel();
+        });
+        server.run(stop).await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

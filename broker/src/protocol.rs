@@ -1,0 +1,70 @@
+//! MQTT protocol layer: the only module that sees the codec's packet types.
+//!
+//! One task per connection (`connection`): it decodes client packets,
+//! converts them to domain types, drives the per-connection flows (QoS
+//! handshakes, keep alive, topic aliases, receive maximum) and writes the
+//! deliveries it is given. Every malformed input ends here, in one place,
+//! as a reason code or a closed connection.
+
+mod connect;
+mod connection;
+mod outbound;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use starling_codec as codec;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::message::QoS;
+
+pub(crate) use connection::serve;
+
+/// Where a connection came from, for logs (and later policy and telemetry).
+#[derive(Debug, Clone)]
+pub(crate) struct Peer {
+    pub addr: SocketAddr,
+    pub listener: Arc<str>,
+}
+
+/// Any byte stream a client can reach us over (TCP now; TLS and WebSocket later).
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for T {}
+
+fn qos_from_wire(q: codec::QoS) -> QoS {
+    match q {
+        codec::QoS::AtMostOnce => QoS::AtMostOnce,
+        codec::QoS::AtLeastOnce => QoS::AtLeastOnce,
+        codec::QoS::ExactlyOnce => QoS::ExactlyOnce,
+    }
+}
+
+fn qos_to_wire(q: QoS) -> codec::QoS {
+    match q {
+        QoS::AtMostOnce => codec::QoS::AtMostOnce,
+        QoS::AtLeastOnce => codec::QoS::AtLeastOnce,
+        QoS::ExactlyOnce => codec::QoS::ExactlyOnce,
+    }
+}
+
+/// v5 reason codes the broker sends (MQTT 5 §2.4).
+pub(crate) mod reason {
+    pub const SUCCESS: u8 = 0x00;
+    pub const NO_SUBSCRIPTION_EXISTED: u8 = 0x11;
+    pub const DISCONNECT_WITH_WILL: u8 = 0x04;
+    pub const UNSPECIFIED: u8 = 0x80;
+    pub const PROTOCOL_ERROR: u8 = 0x82;
+    pub const UNSUPPORTED_PROTOCOL_VERSION: u8 = 0x84;
+    pub const CLIENT_ID_NOT_VALID: u8 = 0x85;
+    pub const SERVER_UNAVAILABLE: u8 = 0x88;
+    pub const SERVER_SHUTTING_DOWN: u8 = 0x8B;
+    pub const BAD_AUTH_METHOD: u8 = 0x8C;
+    pub const KEEP_ALIVE_TIMEOUT: u8 = 0x8D;
+    pub const TOPIC_FILTER_INVALID: u8 = 0x8F;
+    pub const TOPIC_NAME_INVALID: u8 = 0x90;
+    pub const PACKET_ID_NOT_FOUND: u8 = 0x92;
+    pub const RECEIVE_MAXIMUM_EXCEEDED: u8 = 0x93;
+    pub const TOPIC_ALIAS_INVALID: u8 = 0x94;
+    pub const QUOTA_EXCEEDED: u8 = 0x97;
+    pub const PAYLOAD_FORMAT_INVALID: u8 = 0x99;
+}

@@ -1,0 +1,332 @@
+//! CONNECT: validation, takeover, session claim and CONNACK.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use starling_codec::{self as codec, ConnAck, Packet, Properties, Protocol};
+use tokio::sync::mpsc;
+
+use super::connection::{Connection, WillSpec, Writer};
+use super::outbound::Outbound;
+use super::{Transport, qos_from_wire, reason};
+use crate::broker::{Broker, ClientHandle, Control, SESSION_TAKEN_OVER};
+use crate::message::{ClientId, Message, MessageProps};
+use crate::router::{Delivery, LiveSub};
+use crate::state::{Command, Response};
+use crate::topic::{TopicLimits, TopicName};
+
+/// Longest client identifier accepted (bytes).
+const MAX_CLIENT_ID_LEN: usize = 256;
+
+/// How long a takeover waits for the previous connection to finish.
+const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
+
+/// Refuses a CONNECT: CONNACK with the reason (the codec maps it to a
+/// 3.1.1 return code), then the caller closes.
+async fn refuse<T: Transport>(writer: &mut Writer<T>, code: u8, why: &str) {
+    tracing::debug!(reason = code, why, "CONNECT refused");
+    let _ = writer
+        .send(Packet::ConnAck(ConnAck {
+            session_present: false,
+            reason: code,
+            properties: Properties::default(),
+        }))
+        .await;
+}
+
+/// Accepts a CONNECT: returns the connection ready to run, or `None` after
+/// refusing it.
+pub(super) async fn accept<T: Transport>(
+    c: codec::Connect,
+    broker: &Arc<Broker>,
+    writer: &mut Writer<T>,
+) -> Option<(mpsc::Receiver<Delivery>, Connection)> {
+    let cfg = &broker.config;
+    let protocol = c.protocol;
+    let v5 = protocol == Protocol::V5;
+    writer.encoder_mut().set_protocol(protocol);
+    writer
+        .encoder_mut()
+        .set_max_outgoing(c.properties.maximum_packet_size);
+
+    if c.properties.authentication_method.is_some() {
+        // No enhanced authentication method is configured yet.
+        refuse(
+            writer,
+            reason::BAD_AUTH_METHOD,
+            "unsupported authentication method",
+        )
+        .await;
+        return None;
+    }
+    if broker.stats.connections_current.load(Ordering::Relaxed) >= cfg.limits.max_connections {
+        refuse(writer, reason::QUOTA_EXCEEDED, "connection limit").await;
+        return None;
+    }
+
+    // Client identifier.
+    let mut assigned = None;
+    let client_id = if c.client_id.is_empty() {
+        if !v5 && !c.clean_start {
+            // [MQTT-3.1.3-8]
+            refuse(
+                writer,
+                reason::CLIENT_ID_NOT_VALID,
+                "empty client id with clean session 0",
+            )
+            .await;
+            return None;
+        }
+        let id = format!("starling-{:016x}", rand::random::<u64>());
+        if v5 {
+            assigned = Some(id.clone());
+        }
+        id
+    } else if c.client_id.len() > MAX_CLIENT_ID_LEN {
+        refuse(writer, reason::CLIENT_ID_NOT_VALID, "client id too long").await;
+        return None;
+    } else {
+        c.client_id.clone()
+    };
+    let client_id = ClientId::new(&client_id);
+
+    // Keep alive, capped (CVE-2020-13849 class).
+    let max_ka = cfg.session.max_keep_alive_secs;
+    let mut server_keep_alive = None;
+    let keep_alive = if v5 && (c.keep_alive == 0 || c.keep_alive > max_ka) {
+        server_keep_alive = Some(max_ka);
+        max_ka
+    } else if !v5 && c.keep_alive > max_ka {
+        // 3.1.1 cannot be told a lower value; mosquitto refuses the same way.
+        refuse(
+            writer,
+            reason::CLIENT_ID_NOT_VALID,
+            "keep alive above the maximum",
+        )
+        .await;
+        return None;
+    } else {
+        c.keep_alive
+    };
+
+    let topic_limits = TopicLimits {
+        max_len: cfg.limits.max_topic_length,
+        max_levels: cfg.limits.max_topic_levels,
+    };
+
+    // Will: validated now, published later.
+    let will = match c.will {
+        None => None,
+        Some(w) => {
+            let Ok(topic) = TopicName::parse(w.topic, &topic_limits) else {
+                refuse(writer, reason::TOPIC_NAME_INVALID, "invalid will topic").await;
+                return None;
+            };
+            let utf8 = w.properties.payload_format_indicator == Some(1);
+            if utf8 && std::str::from_utf8(&w.payload).is_err() {
+                refuse(
+                    writer,
+                    reason::PAYLOAD_FORMAT_INVALID,
+                    "will payload is not UTF-8",
+                )
+                .await;
+                return None;
+            }
+            let p = w.properties;
+            Some(WillSpec {
+                msg: Message {
+                    topic,
+                    payload: w.payload,
+                    qos: qos_from_wire(w.qos),
+                    retain: w.retain,
+                    props: Arc::new(MessageProps {
+                        payload_format_utf8: utf8,
+                        content_type: p.content_type,
+                        response_topic: p.response_topic,
+                        correlation_data: p.correlation_data,
+                        user_properties: p.user_properties,
+                    }),
+                    expires_at_ms: None,
+                    publisher: Some(client_id.clone()),
+                },
+                expiry_secs: p.message_expiry_interval,
+                delay_secs: p.will_delay_interval.unwrap_or(0),
+            })
+        }
+    };
+
+    // Session expiry.
+    let max_expiry = cfg.max_session_expiry_secs();
+    let requested = if v5 {
+        c.properties.session_expiry_interval.unwrap_or(0)
+    } else if c.clean_start {
+        0
+    } else {
+        max_expiry
+    };
+    let expiry_secs = requested.min(max_expiry);
+
+    // Takeover: one live connection per client id [MQTT-3.1.4-3].
+    let control = Arc::new(Control::default());
+    let conn_id = broker.next_conn_id();
+    let handle = ClientHandle {
+        conn_id,
+        control: control.clone(),
+    };
+    if let Some(old) = broker.clients.insert(client_id.clone(), handle) {
+        tracing::debug!(client_id = %client_id, "session taken over");
+        old.control.kick(SESSION_TAKEN_OVER);
+        let _ = tokio::time::timeout(TAKEOVER_WAIT, old.control.done.cancelled()).await;
+    }
+    // A reconnect before the will delay passed cancels the will [MQTT-3.1.3-9].
+    if let Some((_, w)) = broker.wills.remove(&client_id) {
+        w.cancel.cancel();
+    }
+
+    // Claim the session through the replicated state when it is (or was) persistent.
+    let has_record = broker.state.lock().session(&client_id).is_some();
+    let (persistent, epoch, session_present) = if expiry_secs > 0 || has_record {
+        let cmd = Command::Connect {
+            client_id: client_id.clone(),
+            node: broker.node_id,
+            clean_start: c.clean_start,
+            expiry_secs,
+            now_ms: crate::message::now_ms(),
+        };
+        match broker.submit(cmd).await {
+            Ok(Response::Connected {
+                epoch,
+                session_present,
+            }) => (true, epoch, session_present),
+            other => {
+                tracing::warn!(?other, "session claim failed");
+                broker
+                    .clients
+                    .remove_if(&client_id, |_, h| h.conn_id == conn_id);
+                refuse(
+                    writer,
+                    reason::SERVER_UNAVAILABLE,
+                    "session store unavailable",
+                )
+                .await;
+                return None;
+            }
+        }
+    } else {
+        (false, 0, false)
+    };
+    control.epoch.store(epoch, Ordering::Relaxed);
+
+    let limits = &cfg.limits;
+    let capacity = limits.max_queued_messages.clamp(16, 4096);
+    let (tx, rx) = mpsc::channel(capacity);
+    let client_receive_max = c.properties.receive_maximum.unwrap_or(u16::MAX);
+    let window = client_receive_max.min(limits.max_inflight);
+    let client_alias_max = if v5 {
+        c.properties.topic_alias_maximum.unwrap_or(0)
+    } else {
+        0
+    };
+    let mut out = Outbound::new(
+        protocol,
+        window,
+        limits.max_queued_messages,
+        client_alias_max,
+    );
+
+    let mut subscriptions = HashMap::new();
+    let mut awaiting_rel = HashSet::new();
+    if session_present {
+        let state = broker.state.lock();
+        if let Some(rec) = state.session(&client_id) {
+            out.set_resend_through(rec.next_seq.saturating_sub(1));
+            for (sub, opts) in &rec.subscriptions {
+                broker.router.subscribe(
+                    &sub.filter,
+                    sub.share_group.as_ref(),
+                    LiveSub {
+                        client: client_id.clone(),
+                        opts: opts.clone(),
+                        persistent: sub.share_group.is_none(),
+                        tx: tx.clone(),
+                    },
+                );
+                subscriptions.insert(sub.clone(), opts.clone());
+            }
+        }
+        drop(state);
+        if let Some(s) = broker.stash.get(&client_id) {
+            awaiting_rel = s.awaiting_rel.clone();
+        }
+    } else {
+        broker.stash.remove(&client_id);
+    }
+
+    let mut props = Properties::default();
+    if v5 {
+        props.assigned_client_identifier = assigned;
+        props.server_keep_alive = server_keep_alive;
+        props.receive_maximum = Some(limits.receive_maximum);
+        props.maximum_packet_size = Some(limits.max_packet_size);
+        props.topic_alias_maximum = Some(limits.topic_alias_maximum);
+        if expiry_secs != requested {
+            props.session_expiry_interval = Some(expiry_secs);
+        }
+    }
+    let connack = Packet::ConnAck(ConnAck {
+        session_present,
+        reason: reason::SUCCESS,
+        properties: props,
+    });
+    if writer.send(connack).await.is_err() {
+        broker
+            .clients
+            .remove_if(&client_id, |_, h| h.conn_id == conn_id);
+        if persistent {
+            let _ = broker
+                .submit(Command::Disconnect {
+                    client_id: client_id.clone(),
+                    epoch,
+                    expiry_secs: None,
+                    now_ms: crate::message::now_ms(),
+                })
+                .await;
+        }
+        control.done.cancel();
+        return None;
+    }
+    broker
+        .stats
+        .connections_current
+        .fetch_add(1, Ordering::Relaxed);
+    broker
+        .stats
+        .connections_total
+        .fetch_add(1, Ordering::Relaxed);
+
+    let conn = Connection {
+        broker: broker.clone(),
+        protocol,
+        client_id,
+        conn_id,
+        control,
+        keep_alive: Duration::from_secs(u64::from(keep_alive)),
+        persistent,
+        epoch,
+        expiry_secs,
+        will,
+        alias_in: HashMap::new(),
+        alias_in_max: if v5 { limits.topic_alias_maximum } else { 0 },
+        awaiting_rel,
+        receive_maximum: limits.receive_maximum,
+        subscriptions,
+        out,
+        tx,
+        topic_limits,
+        pending_acks: Vec::new(),
+    };
+    Some((rx, conn))
+}

@@ -1,0 +1,771 @@
+//! One client connection: its task, its packet handlers and its end.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use starling_codec::{
+    self as codec, DecodeError, EncodeError, MqttCodec, Packet, Properties, Protocol, PubResp,
+};
+use tokio::io::{ReadHalf, WriteHalf};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tracing::Instrument;
+
+use super::outbound::Outbound;
+use super::{Peer, Transport, connect, qos_from_wire, reason};
+use crate::broker::{Broker, Control, PendingWill, PublishError, SESSION_TAKEN_OVER};
+use crate::message::{ClientId, Message, MessageProps, QoS, SubOptions, now_ms};
+use crate::router::{Delivery, DeliverySender, LiveSub};
+use crate::state::Command;
+use crate::topic::{Subscription, TopicLimits, TopicName};
+
+pub(super) type Reader<T> = FramedRead<ReadHalf<T>, MqttCodec>;
+pub(super) type Writer<T> = FramedWrite<WriteHalf<T>, MqttCodec>;
+
+/// Deliveries drained from the queue per wake-up before writing, so one
+/// flush carries many packets.
+const DRAIN_BATCH: usize = 64;
+
+/// A will message prepared at CONNECT.
+pub(super) struct WillSpec {
+    pub msg: Message,
+    pub expiry_secs: Option<u32>,
+    pub delay_secs: u32,
+}
+
+/// Why a connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// The client sent DISCONNECT.
+    Disconnect { publish_will: bool },
+    /// The client broke the protocol or a limit: v5 gets DISCONNECT(reason).
+    Violation(u8),
+    /// The network connection was lost.
+    Lost,
+    /// The broker closed it: takeover (0x8E) or shutdown (0x8B).
+    Kicked(u8),
+}
+
+/// The state of one accepted connection.
+pub(super) struct Connection {
+    pub broker: Arc<Broker>,
+    pub protocol: Protocol,
+    pub client_id: ClientId,
+    pub conn_id: u64,
+    pub control: Arc<Control>,
+    /// Effective keep alive; zero disables the check.
+    pub keep_alive: Duration,
+    /// Session state lives in the replicated store.
+    pub persistent: bool,
+    pub epoch: u64,
+    pub expiry_secs: u32,
+    pub will: Option<WillSpec>,
+    pub alias_in: HashMap<u16, TopicName>,
+    pub alias_in_max: u16,
+    pub awaiting_rel: HashSet<u16>,
+    pub receive_maximum: u16,
+    pub subscriptions: HashMap<Subscription, SubOptions>,
+    pub out: Outbound,
+    pub tx: DeliverySender,
+    pub topic_limits: TopicLimits,
+    pub pending_acks: Vec<u64>,
+}
+
+/// Serves one accepted stream until it closes.
+pub(crate) async fn serve<T: Transport>(stream: T, peer: Peer, broker: Arc<Broker>) {
+    let limits = &broker.config.limits;
+    let pre_auth = codec::Limits {
+        max_packet_size: limits.max_connect_packet_size,
+        max_properties: limits.max_properties,
+        max_filters: limits.max_filters_per_packet,
+    };
+    let (rd, wr) = tokio::io::split(stream);
+    let mut reader: Reader<T> = FramedRead::new(rd, MqttCodec::new(pre_auth));
+    let mut writer: Writer<T> = FramedWrite::new(wr, MqttCodec::new(pre_auth));
+    let first = tokio::select! {
+        r = tokio::time::timeout(broker.config.session.connect_timeout, reader.next()) => r,
+        _ = broker.shutdown.cancelled() => return,
+    };
+    let connect = match first {
+        Err(_) => {
+            tracing::debug!(peer = %peer.addr, "no CONNECT before the timeout");
+            return;
+        }
+        Ok(None) => return,
+        Ok(Some(Err(DecodeError::UnsupportedProtocolVersion(level)))) => {
+            tracing::debug!(peer = %peer.addr, level, "unsupported protocol version");
+            // 3.1.1 return code 1: the only CONNACK an unknown version can read.
+            let _ = writer
+                .send(Packet::ConnAck(codec::ConnAck {
+                    reason: reason::UNSUPPORTED_PROTOCOL_VERSION,
+                    ..Default::default()
+                }))
+                .await;
+            return;
+        }
+        Ok(Some(Err(e))) => {
+            tracing::debug!(peer = %peer.addr, error = %e, "bad first packet");
+            return;
+        }
+        Ok(Some(Ok(Packet::Connect(c)))) => c,
+        Ok(Some(Ok(_))) => {
+            tracing::debug!(peer = %peer.addr, "first packet is not CONNECT [MQTT-3.1.0-1]");
+            return;
+        }
+    };
+    let (rx, conn) = match connect::accept(*connect, &broker, &mut writer).await {
+        Some(v) => v,
+        None => return,
+    };
+    let full = codec::Limits {
+        max_packet_size: limits.max_packet_size,
+        ..pre_auth
+    };
+    reader.decoder_mut().set_limits(full);
+    reader.decoder_mut().set_protocol(conn.protocol);
+    let span = tracing::info_span!(
+        "conn",
+        client_id = %conn.client_id,
+        peer = %peer.addr,
+        listener = %peer.listener
+    );
+    conn.run(reader, writer, rx).instrument(span).await;
+}
+
+impl Connection {
+    async fn run<T: Transport>(
+        mut self,
+        mut reader: Reader<T>,
+        mut writer: Writer<T>,
+        mut rx: mpsc::Receiver<Delivery>,
+    ) {
+        tracing::debug!(persistent = self.persistent, "connected");
+        let control = self.control.clone();
+        let shutdown = self.broker.shutdown.clone();
+        let mut out_buf: Vec<Packet> = Vec::new();
+        let mut last_seen = Instant::now();
+        self.pull_queue(&mut out_buf).await;
+        let exit = loop {
+            if let Err(exit) = self.flush(&mut writer, &mut out_buf).await {
+                break exit;
+            }
+            let deadline = last_seen + self.keep_alive.mul_f32(1.5);
+            tokio::select! {
+                biased;
+                code = control.kicked() => break Exit::Kicked(code),
+                _ = shutdown.cancelled() => break Exit::Kicked(reason::SERVER_SHUTTING_DOWN),
+                frame = reader.next() => match frame {
+                    None => break Exit::Lost,
+                    Some(Err(DecodeError::Io(_))) => break Exit::Lost,
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "malformed packet");
+                        break Exit::Violation(e.reason_code());
+                    }
+                    Some(Ok(packet)) => {
+                        last_seen = Instant::now();
+                        if let Err(exit) = self.handle(packet, &mut out_buf).await {
+                            break exit;
+                        }
+                    }
+                },
+                Some(d) = rx.recv(), if self.out.has_room() => {
+                    let now = now_ms();
+                    out_buf.extend(self.out.push(d, now));
+                    for _ in 0..DRAIN_BATCH {
+                        if !self.out.has_room() {
+                            break;
+                        }
+                        match rx.try_recv() {
+                            Ok(d) => out_buf.extend(self.out.push(d, now)),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = control.wake.notified() => self.pull_queue(&mut out_buf).await,
+                _ = tokio::time::sleep_until(deadline), if !self.keep_alive.is_zero() => {
+                    tracing::debug!("keep alive timeout");
+                    break Exit::Violation(reason::KEEP_ALIVE_TIMEOUT);
+                }
+            }
+            self.submit_acks().await;
+            self.fold_drops();
+        };
+        self.finish(exit, &mut writer, out_buf).await;
+    }
+
+    /// Writes buffered packets and flushes once. A PUBLISH too large for the
+    /// client's Maximum Packet Size is dropped for this client only.
+    async fn flush<T: Transport>(
+        &mut self,
+        writer: &mut Writer<T>,
+        buf: &mut Vec<Packet>,
+    ) -> Result<(), Exit> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        for packet in buf.drain(..) {
+            match writer.feed(&packet).await {
+                Ok(()) => {
+                    if let Packet::Publish(p) = &packet {
+                        let stats = &self.broker.stats;
+                        stats
+                            .messages_sent
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        stats.bytes_sent.fetch_add(
+                            p.payload.len() as u64,
+                            std::sync::atomic::Ordering::Relaxed,
+                        );
+                    }
+                }
+                Err(EncodeError::PacketTooLarge { .. }) | Err(EncodeError::StringTooLong) => {
+                    if let Packet::Publish(p) = &packet {
+                        self.broker
+                            .stats
+                            .dropped_too_large
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if let Some(seq) = self.out.discard(p.pkid) {
+                            self.pending_acks.push(seq);
+                        }
+                        if p.properties.topic_alias.is_some()
+                            && !p.topic.is_empty()
+                            && let Ok(t) = TopicName::parse(p.topic.clone(), &self.topic_limits)
+                        {
+                            self.out.forget_alias_of(&t);
+                        }
+                    }
+                }
+                Err(EncodeError::Io(_)) => return Err(Exit::Lost),
+            }
+        }
+        SinkExt::<&Packet>::flush(writer)
+            .await
+            .map_err(|_| Exit::Lost)
+    }
+
+    async fn handle(&mut self, packet: Packet, out: &mut Vec<Packet>) -> Result<(), Exit> {
+        match packet {
+            Packet::Publish(p) => self.on_publish(p, out).await,
+            Packet::PubAck(r) => {
+                let res = self.out.on_puback(r.pkid);
+                self.pending_acks.extend(res.acked);
+                self.after_ack(out).await;
+                Ok(())
+            }
+            Packet::PubRec(r) => {
+                let res = self.out.on_pubrec(r.pkid, r.reason);
+                self.pending_acks.extend(res.acked);
+                if !res.released.is_empty() {
+                    let cmd = Command::Release {
+                        client_id: self.client_id.clone(),
+                        epoch: self.epoch,
+                        seqs: res.released,
+                    };
+                    if let Err(e) = self.broker.submit(cmd).await {
+                        tracing::warn!(error = %e, "could not record PUBREC");
+                    }
+                }
+                out.extend(res.reply);
+                self.after_ack(out).await;
+                Ok(())
+            }
+            Packet::PubComp(r) => {
+                let res = self.out.on_pubcomp(r.pkid);
+                self.pending_acks.extend(res.acked);
+                self.after_ack(out).await;
+                Ok(())
+            }
+            Packet::PubRel(r) => {
+                let known = self.awaiting_rel.remove(&r.pkid);
+                let code = if known || self.protocol == Protocol::V311 {
+                    reason::SUCCESS
+                } else {
+                    reason::PACKET_ID_NOT_FOUND
+                };
+                out.push(Packet::PubComp(PubResp {
+                    pkid: r.pkid,
+                    reason: code,
+                    properties: Properties::default(),
+                }));
+                Ok(())
+            }
+            Packet::Subscribe(s) => self.on_subscribe(s, out).await,
+            Packet::Unsubscribe(u) => self.on_unsubscribe(u, out).await,
+            Packet::PingReq => {
+                out.push(Packet::PingResp);
+                Ok(())
+            }
+            Packet::Disconnect(d) => {
+                if self.protocol == Protocol::V5
+                    && let Some(e) = d.properties.session_expiry_interval
+                {
+                    // Non-zero after a zero at CONNECT is a Protocol Error [MQTT-3.14.2-2].
+                    if self.expiry_secs == 0 && e != 0 {
+                        return Err(Exit::Violation(reason::PROTOCOL_ERROR));
+                    }
+                    self.expiry_secs = e.min(self.broker.config.max_session_expiry_secs());
+                }
+                Err(Exit::Disconnect {
+                    publish_will: d.reason == reason::DISCONNECT_WITH_WILL,
+                })
+            }
+            // A second CONNECT [MQTT-3.1.0-2]; AUTH with no method negotiated;
+            // server-only packets are refused by the codec already.
+            Packet::Connect(_) | Packet::Auth(_) => Err(Exit::Violation(reason::PROTOCOL_ERROR)),
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                Err(Exit::Violation(reason::PROTOCOL_ERROR))
+            }
+        }
+    }
+
+    async fn after_ack(&mut self, out: &mut Vec<Packet>) {
+        self.out.refill(now_ms(), out);
+        self.pull_queue(out).await;
+    }
+
+    /// Sends what fits of the session's replicated queue.
+    async fn pull_queue(&mut self, out: &mut Vec<Packet>) {
+        if !self.persistent {
+            return;
+        }
+        let mut expired = Vec::new();
+        let fenced = {
+            let state = self.broker.state.lock();
+            match state.session(&self.client_id) {
+                Some(rec) if rec.owner.epoch == self.epoch => {
+                    self.out.pull_queue(rec, now_ms(), out, &mut expired);
+                    false
+                }
+                _ => true,
+            }
+        };
+        if fenced {
+            // Another connection owns the session now: this one must not
+            // deliver for it again (G3 fencing).
+            self.control.kick(SESSION_TAKEN_OVER);
+        }
+        self.pending_acks.extend(expired);
+    }
+
+    /// Moves the window's drop counts into the broker's statistics.
+    fn fold_drops(&mut self) {
+        let d = std::mem::take(&mut self.out.drops);
+        let stats = &self.broker.stats;
+        if d.expired > 0 {
+            stats
+                .dropped_expired
+                .fetch_add(d.expired, std::sync::atomic::Ordering::Relaxed);
+        }
+        if d.queue_full > 0 {
+            stats
+                .dropped_queue_full
+                .fetch_add(d.queue_full, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    async fn submit_acks(&mut self) {
+        if self.pending_acks.is_empty() || !self.persistent {
+            self.pending_acks.clear();
+            return;
+        }
+        let cmd = Command::Ack {
+            client_id: self.client_id.clone(),
+            epoch: self.epoch,
+            seqs: std::mem::take(&mut self.pending_acks),
+        };
+        if let Err(e) = self.broker.submit(cmd).await {
+            tracing::warn!(error = %e, "could not record acknowledgements");
+        }
+    }
+
+    async fn on_publish(&mut self, p: codec::Publish, out: &mut Vec<Packet>) -> Result<(), Exit> {
+        let v5 = self.protocol == Protocol::V5;
+        let topic = self.resolve_topic(&p)?;
+        let stats = &self.broker.stats;
+        stats
+            .messages_received
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .bytes_received
+            .fetch_add(p.payload.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let qos = qos_from_wire(p.qos);
+        let utf8 = p.properties.payload_format_indicator == Some(1);
+        if utf8 && std::str::from_utf8(&p.payload).is_err() {
+            // [MQTT-3.3.2-4]: refuse the message, not the connection, where an ack can say so.
+            if qos == QoS::AtMostOnce || !v5 {
+                return Err(Exit::Violation(reason::PAYLOAD_FORMAT_INVALID));
+            }
+            out.push(ack_packet(qos, p.pkid, reason::PAYLOAD_FORMAT_INVALID));
+            return Ok(());
+        }
+        if qos == QoS::ExactlyOnce {
+            if self.awaiting_rel.contains(&p.pkid) {
+                // A resend before PUBREL: acknowledge again, deliver once.
+                out.push(ack_packet(qos, p.pkid, reason::SUCCESS));
+                return Ok(());
+            }
+            if self.awaiting_rel.len() >= usize::from(self.receive_maximum) {
+                return Err(Exit::Violation(reason::RECEIVE_MAXIMUM_EXCEEDED));
+            }
+        }
+        let now = now_ms();
+        let props = if v5 {
+            MessageProps {
+                payload_format_utf8: utf8,
+                content_type: p.properties.content_type,
+                response_topic: p.properties.response_topic,
+                correlation_data: p.properties.correlation_data,
+                user_properties: p.properties.user_properties,
+            }
+        } else {
+            MessageProps::default()
+        };
+        let msg = Arc::new(Message {
+            topic,
+            payload: p.payload,
+            qos,
+            retain: p.retain,
+            props: Arc::new(props),
+            expires_at_ms: p
+                .properties
+                .message_expiry_interval
+                .map(|s| now.saturating_add(u64::from(s) * 1000)),
+            publisher: Some(self.client_id.clone()),
+        });
+        let code = match self.broker.publish(msg).await {
+            Ok(()) => reason::SUCCESS,
+            Err(PublishError::RetainQuota) => reason::QUOTA_EXCEEDED,
+            Err(PublishError::Unavailable(e)) => {
+                tracing::warn!(error = %e, "publish not committed");
+                if !v5 && qos != QoS::AtMostOnce {
+                    // 3.1.1 has no negative ack: close so the client resends.
+                    return Err(Exit::Lost);
+                }
+                reason::UNSPECIFIED
+            }
+        };
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => out.push(ack_packet(qos, p.pkid, if v5 { code } else { 0 })),
+            QoS::ExactlyOnce => {
+                if code < 0x80 {
+                    self.awaiting_rel.insert(p.pkid);
+                }
+                out.push(ack_packet(qos, p.pkid, if v5 { code } else { 0 }));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies v5 topic aliases and validates the topic name.
+    fn resolve_topic(&mut self, p: &codec::Publish) -> Result<TopicName, Exit> {
+        let alias = if self.protocol == Protocol::V5 {
+            p.properties.topic_alias
+        } else {
+            None
+        };
+        match alias {
+            Some(a) if a == 0 || a > self.alias_in_max => {
+                Err(Exit::Violation(reason::TOPIC_ALIAS_INVALID))
+            }
+            Some(a) if p.topic.is_empty() => self
+                .alias_in
+                .get(&a)
+                .cloned()
+                .ok_or(Exit::Violation(reason::PROTOCOL_ERROR)),
+            Some(a) => {
+                let t = TopicName::parse(p.topic.clone(), &self.topic_limits)
+                    .map_err(|_| Exit::Violation(reason::TOPIC_NAME_INVALID))?;
+                self.alias_in.insert(a, t.clone());
+                Ok(t)
+            }
+            None => TopicName::parse(p.topic.clone(), &self.topic_limits)
+                .map_err(|_| Exit::Violation(reason::TOPIC_NAME_INVALID)),
+        }
+    }
+
+    async fn on_subscribe(
+        &mut self,
+        s: codec::Subscribe,
+        out: &mut Vec<Packet>,
+    ) -> Result<(), Exit> {
+        let v5 = self.protocol == Protocol::V5;
+        let sub_id = s.properties.subscription_identifiers.first().copied();
+        let fail = |code: u8| if v5 { code } else { reason::UNSPECIFIED };
+        let max = self.broker.config.limits.max_subscriptions_per_client;
+        let mut reasons = Vec::with_capacity(s.filters.len());
+        let mut durable = Vec::new();
+        let mut retained_for = Vec::new();
+        for f in s.filters {
+            let sub = match Subscription::parse(&f.filter, &self.topic_limits) {
+                Ok(sub) => sub,
+                Err(_) => {
+                    reasons.push(fail(reason::TOPIC_FILTER_INVALID));
+                    continue;
+                }
+            };
+            if sub.share_group.is_some() && f.no_local {
+                // [MQTT-3.8.3-4]
+                return Err(Exit::Violation(reason::PROTOCOL_ERROR));
+            }
+            let existed = self.subscriptions.contains_key(&sub);
+            if !existed && self.subscriptions.len() >= max {
+                reasons.push(fail(reason::QUOTA_EXCEEDED));
+                continue;
+            }
+            let opts = SubOptions {
+                qos: qos_from_wire(f.qos),
+                no_local: f.no_local,
+                retain_as_published: f.retain_as_published,
+                subscription_id: sub_id,
+            };
+            self.broker.router.subscribe(
+                &sub.filter,
+                sub.share_group.as_ref(),
+                LiveSub {
+                    client: self.client_id.clone(),
+                    opts: opts.clone(),
+                    // Shared subscriptions are always delivered live.
+                    persistent: self.persistent && sub.share_group.is_none(),
+                    tx: self.tx.clone(),
+                },
+            );
+            let send_retained = match f.retain_handling {
+                codec::RetainHandling::SendAtSubscribe => true,
+                codec::RetainHandling::SendIfNew => !existed,
+                codec::RetainHandling::DoNotSend => false,
+            };
+            // Shared subscriptions get no retained messages [MQTT-3.8.4-?].
+            if send_retained && sub.share_group.is_none() {
+                retained_for.push((sub.clone(), opts.clone()));
+            }
+            if self.persistent {
+                durable.push((sub.clone(), opts.clone()));
+            }
+            self.subscriptions.insert(sub, opts);
+            reasons.push(f.qos as u8);
+        }
+        if !durable.is_empty() {
+            let cmd = Command::Subscribe {
+                client_id: self.client_id.clone(),
+                epoch: self.epoch,
+                subscriptions: durable.clone(),
+            };
+            if let Err(e) = self.broker.submit(cmd).await {
+                tracing::warn!(error = %e, "subscription not committed");
+                return Err(Exit::Violation(reason::SERVER_UNAVAILABLE));
+            }
+        }
+        out.push(Packet::SubAck(codec::SubAck {
+            pkid: s.pkid,
+            reasons,
+            properties: Properties::default(),
+        }));
+        self.send_retained(retained_for, out);
+        Ok(())
+    }
+
+    /// Delivers the retained messages matching newly granted subscriptions.
+    fn send_retained(&mut self, subs: Vec<(Subscription, SubOptions)>, out: &mut Vec<Packet>) {
+        if subs.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        let mut found: Vec<(Arc<Message>, SubOptions)> = Vec::new();
+        {
+            let state = self.broker.state.lock();
+            for (sub, opts) in &subs {
+                state
+                    .retained()
+                    .for_each_match(&sub.filter, |m| found.push((m.clone(), opts.clone())));
+            }
+        }
+        {
+            let sys = self.broker.sys_retained.lock();
+            for (sub, opts) in &subs {
+                if sub.filter.as_str().starts_with('$') {
+                    for m in sys.values().filter(|m| sub.filter.matches(&m.topic)) {
+                        found.push((m.clone(), opts.clone()));
+                    }
+                }
+            }
+        }
+        for (msg, opts) in found {
+            let d = Delivery {
+                qos: opts.qos.min(msg.qos),
+                // Retained messages sent at subscribe keep the flag [MQTT-3.3.1-9].
+                retain: true,
+                subscription_ids: opts.subscription_id.into_iter().collect(),
+                msg,
+            };
+            out.extend(self.out.push(d, now));
+        }
+    }
+
+    async fn on_unsubscribe(
+        &mut self,
+        u: codec::Unsubscribe,
+        out: &mut Vec<Packet>,
+    ) -> Result<(), Exit> {
+        let mut reasons = Vec::with_capacity(u.filters.len());
+        let mut durable = Vec::new();
+        for f in u.filters {
+            match Subscription::parse(&f, &self.topic_limits) {
+                Err(_) => reasons.push(reason::TOPIC_FILTER_INVALID),
+                Ok(sub) => {
+                    let existed = self.subscriptions.remove(&sub).is_some();
+                    self.broker.router.unsubscribe(
+                        &sub.filter,
+                        sub.share_group.as_ref(),
+                        &self.client_id,
+                    );
+                    if existed && self.persistent {
+                        durable.push(sub);
+                    }
+                    reasons.push(if existed {
+                        reason::SUCCESS
+                    } else {
+                        reason::NO_SUBSCRIPTION_EXISTED
+                    });
+                }
+            }
+        }
+        if !durable.is_empty() {
+            let cmd = Command::Unsubscribe {
+                client_id: self.client_id.clone(),
+                epoch: self.epoch,
+                filters: durable,
+            };
+            if let Err(e) = self.broker.submit(cmd).await {
+                tracing::warn!(error = %e, "unsubscribe not committed");
+                return Err(Exit::Violation(reason::SERVER_UNAVAILABLE));
+            }
+        }
+        out.push(Packet::UnsubAck(codec::UnsubAck {
+            pkid: u.pkid,
+            reasons,
+            properties: Properties::default(),
+        }));
+        Ok(())
+    }
+
+    /// Ends the connection: tell the client why (v5), unregister, record the
+    /// session's state, and publish or schedule the will.
+    async fn finish<T: Transport>(
+        mut self,
+        exit: Exit,
+        writer: &mut Writer<T>,
+        mut out_buf: Vec<Packet>,
+    ) {
+        tracing::debug!(?exit, "connection closing");
+        let code = match exit {
+            Exit::Violation(c) | Exit::Kicked(c) => Some(c),
+            _ => None,
+        };
+        if let (Some(code), Protocol::V5) = (code, self.protocol) {
+            out_buf.push(Packet::Disconnect(codec::Disconnect {
+                reason: code,
+                properties: Properties::default(),
+            }));
+        }
+        let _ = self.flush(writer, &mut out_buf).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(1), SinkExt::<&Packet>::close(writer)).await;
+        self.submit_acks().await;
+
+        let broker = self.broker.clone();
+        broker
+            .clients
+            .remove_if(&self.client_id, |_, h| h.conn_id == self.conn_id);
+        for sub in self.subscriptions.keys() {
+            broker
+                .router
+                .unsubscribe(&sub.filter, sub.share_group.as_ref(), &self.client_id);
+        }
+        broker
+            .stats
+            .connections_current
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        if self.persistent {
+            broker
+                .stash
+                .entry(self.client_id.clone())
+                .or_default()
+                .awaiting_rel = std::mem::take(&mut self.awaiting_rel);
+            let cmd = Command::Disconnect {
+                client_id: self.client_id.clone(),
+                epoch: self.epoch,
+                expiry_secs: Some(self.expiry_secs),
+                now_ms: now_ms(),
+            };
+            if let Err(e) = broker.submit(cmd).await {
+                tracing::warn!(error = %e, "disconnect not recorded");
+            }
+        }
+        let publish_will = match exit {
+            Exit::Disconnect { publish_will } => publish_will,
+            Exit::Kicked(c) => c != reason::SERVER_SHUTTING_DOWN,
+            Exit::Violation(_) | Exit::Lost => true,
+        };
+        if let (true, Some(will)) = (publish_will, self.will.take()) {
+            let delay = if self.persistent {
+                will.delay_secs.min(self.expiry_secs)
+            } else {
+                0
+            };
+            schedule_will(&broker, self.client_id.clone(), will, delay);
+        }
+        self.control.done.cancel();
+    }
+}
+
+/// Publishes a will now, or after its delay unless the client comes back.
+fn schedule_will(broker: &Arc<Broker>, client_id: ClientId, will: WillSpec, delay_secs: u32) {
+    let b = broker.clone();
+    let fire = async move |b: Arc<Broker>, will: WillSpec| {
+        let mut msg = will.msg;
+        msg.expires_at_ms = will
+            .expiry_secs
+            .map(|s| now_ms().saturating_add(u64::from(s) * 1000));
+        if let Err(e) = b.publish(Arc::new(msg)).await {
+            tracing::warn!(error = ?e, "will not published");
+        }
+    };
+    if delay_secs == 0 {
+        broker.tasks.spawn(fire(b, will));
+        return;
+    }
+    let pending = PendingWill {
+        cancel: tokio_util::sync::CancellationToken::new(),
+        fire_now: Arc::new(tokio::sync::Notify::new()),
+    };
+    let cancel = pending.cancel.clone();
+    let fire_now = pending.fire_now.clone();
+    broker.wills.insert(client_id.clone(), pending);
+    broker.tasks.spawn(async move {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = b.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(u64::from(delay_secs))) => {}
+            _ = fire_now.notified() => {}
+        }
+        b.wills
+            .remove_if(&client_id, |_, w| Arc::ptr_eq(&w.fire_now, &fire_now));
+        fire(b, will).await;
+    });
+}
+
+fn ack_packet(qos: QoS, pkid: u16, code: u8) -> Packet {
+    let r = PubResp {
+        pkid,
+        reason: code,
+        properties: Properties::default(),
+    };
+    if qos == QoS::ExactlyOnce {
+        Packet::PubRec(r)
+    } else {
+        Packet::PubAck(r)
+    }
+}

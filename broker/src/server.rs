@@ -1,0 +1,108 @@
+//! Listeners, the accept loop and graceful shutdown.
+//!
+//! `run` binds every listener first (so a port conflict fails start-up
+//! before anything is served), then serves until the shutdown token fires:
+//! listeners stop accepting, connections receive v5 DISCONNECT 0x8B, and the
+//! process waits for them under the configured grace period.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::error::StartError;
+use crate::protocol::{Peer, serve};
+
+/// A bound, not yet serving broker.
+pub struct Server {
+    broker: Arc<Broker>,
+    listeners: Vec<(Arc<str>, TcpListener)>,
+}
+
+impl Server {
+    /// Validates the config and binds every listener.
+    pub async fn bind(config: Config) -> Result<Server, StartError> {
+        config.validate()?;
+        let mut listeners = Vec::new();
+        for l in &config.listeners {
+            let sock = TcpListener::bind(l.bind)
+                .await
+                .map_err(|source| StartError::Bind {
+                    name: l.name.clone(),
+                    addr: l.bind,
+                    source,
+                })?;
+            listeners.push((Arc::from(l.name.as_str()), sock));
+        }
+        Ok(Server {
+            broker: Broker::new(config),
+            listeners,
+        })
+    }
+
+    /// The bound addresses, in config order (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|(_, l)| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Serves until `stop` is cancelled, then drains.
+    pub async fn run(self, stop: CancellationToken) {
+        let broker = self.broker;
+        for (name, listener) in self.listeners {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(listener = %name, %addr, "listening for MQTT");
+            }
+            broker
+                .tasks
+                .spawn(accept_loop(broker.clone(), name, listener));
+        }
+        broker.tasks.spawn(broker.clone().run_expiry());
+        broker.tasks.spawn(crate::sys::run(broker.clone()));
+
+        stop.cancelled().await;
+        tracing::info!("shutting down");
+        broker.shutdown.cancel();
+        broker.tasks.close();
+        let grace = broker.config.node.shutdown_grace;
+        if tokio::time::timeout(grace, broker.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "connections still open after the grace period; exiting"
+            );
+        }
+    }
+}
+
+async fn accept_loop(broker: Arc<Broker>, name: Arc<str>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            _ = broker.shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                // Small packets must not wait for Nagle.
+                let _ = stream.set_nodelay(true);
+                let peer = Peer {
+                    addr,
+                    listener: name.clone(),
+                };
+                broker.tasks.spawn(serve(stream, peer, broker.clone()));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

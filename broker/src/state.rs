@@ -1,0 +1,529 @@
+//! The broker's replicated state machine.
+//!
+//! Every change to state that the cluster shares — persistent sessions and
+//! their subscriptions, their queued QoS≥1 messages, retained messages,
+//! session ownership — is a [`Command`] applied by [`State::apply`]. Apply is
+//! deterministic: it reads no clock (commands carry `now_ms`), no randomness
+//! and no node-local data, so every replica that applies the same log reaches
+//! the same state. Today a local applier runs it in process; the cluster runs
+//! it on every node from the Raft log.
+//!
+//! Node-local reactions (wake the connection of a session that received a
+//! message, fence a connection whose ownership moved) are reported as
+//! [`Effects`]; each node acts only on the ones that concern it.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::message::{ClientId, Message, QoS, SubOptions};
+use crate::retained::{RetainOutcome, RetainedStore};
+use crate::subscriptions::SubscriptionIndex;
+use crate::topic::{Subscription, TopicName};
+
+/// Identifies a node of the cluster (1 for a single node).
+pub type NodeId = u64;
+
+/// Who owns a session: the node holding its connection and the ownership
+/// epoch. Epochs only grow; a holder of an older epoch is fenced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// Node holding the connection.
+    pub node: NodeId,
+    /// Ownership epoch, unique and increasing across the cluster.
+    pub epoch: u64,
+}
+
+/// A message waiting in (or in flight from) a persistent session's queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedMessage {
+    /// Position in the session's queue; also derives the packet id.
+    pub seq: u64,
+    /// The message, shared with every other session that queued it.
+    pub msg: Arc<Message>,
+    /// QoS to deliver with (min of published and granted).
+    pub qos: QoS,
+    /// Retain flag to deliver with (retain-as-published applied).
+    pub retain: bool,
+    /// Subscription identifiers of the matching subscriptions.
+    pub subscription_ids: Vec<u32>,
+    /// QoS 2: the client sent PUBREC, so PUBREL (not PUBLISH) is what remains.
+    pub released: bool,
+}
+
+/// A persistent session as the cluster stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Current owner.
+    pub owner: Owner,
+    /// A connection currently holds the session.
+    pub connected: bool,
+    /// Session Expiry Interval in seconds once disconnected.
+    pub expiry_secs: u32,
+    /// When the last connection ended (Unix ms), if it has.
+    pub disconnected_at_ms: Option<u64>,
+    /// Subscriptions (plain and shared) with their options.
+    pub subscriptions: BTreeMap<Subscription, SubOptions>,
+    /// Queued and in-flight QoS≥1 messages, ordered by `seq`.
+    pub queue: VecDeque<QueuedMessage>,
+    /// Next queue sequence number.
+    pub next_seq: u64,
+    /// Messages dropped because the queue was full.
+    pub dropped: u64,
+}
+
+/// A change to the shared state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// A connection claims a session (new or resumed).
+    Connect {
+        /// Session's client id.
+        client_id: ClientId,
+        /// Node that accepted the connection.
+        node: NodeId,
+        /// Discard any existing session.
+        clean_start: bool,
+        /// Expiry interval once disconnected; 0 = the session ends with the connection.
+        expiry_secs: u32,
+        /// Proposer's clock.
+        now_ms: u64,
+    },
+    /// The connection of `epoch` ended.
+    Disconnect {
+        /// Session's client id.
+        client_id: ClientId,
+        /// Epoch of the ending connection (stale epochs are ignored).
+        epoch: u64,
+        /// Expiry interval updated by a v5 DISCONNECT.
+        expiry_secs: Option<u32>,
+        /// Proposer's clock.
+        now_ms: u64,
+    },
+    /// Add or replace subscriptions of a persistent session.
+    Subscribe {
+        /// Session's client id.
+        client_id: ClientId,
+        /// Epoch of the subscribing connection.
+        epoch: u64,
+        /// Filters and options.
+        subscriptions: Vec<(Subscription, SubOptions)>,
+    },
+    /// Remove subscriptions of a persistent session.
+    Unsubscribe {
+        /// Session's client id.
+        client_id: ClientId,
+        /// Epoch of the connection.
+        epoch: u64,
+        /// Filters to remove.
+        filters: Vec<Subscription>,
+    },
+    /// A publish that must be durable: retained and/or matching persistent sessions.
+    Publish {
+        /// The message.
+        msg: Arc<Message>,
+        /// Proposer's clock (expired messages are not queued).
+        now_ms: u64,
+    },
+    /// Messages acknowledged by the client (PUBACK, PUBCOMP): drop them.
+    Ack {
+        /// Session's client id.
+        client_id: ClientId,
+        /// Epoch of the acknowledging connection.
+        epoch: u64,
+        /// Queue sequence numbers acknowledged.
+        seqs: Vec<u64>,
+    },
+    /// QoS 2 messages the client has received (PUBREC): only PUBREL remains.
+    Release {
+        /// Session's client id.
+        client_id: ClientId,
+        /// Epoch of the connection.
+        epoch: u64,
+        /// Queue sequence numbers released.
+        seqs: Vec<u64>,
+    },
+    /// Remove offline sessions whose expiry passed at `now_ms`.
+    ExpireSessions {
+        /// Proposer's clock.
+        now_ms: u64,
+    },
+    /// Several commands applied in order as one log entry.
+    Batch(Vec<Command>),
+}
+
+/// The result of applying a command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// Nothing to report.
+    Done,
+    /// A session was claimed.
+    Connected {
+        /// New ownership epoch.
+        epoch: u64,
+        /// An existing session was resumed.
+        session_present: bool,
+    },
+    /// A durable publish was applied.
+    Published {
+        /// Persistent sessions that queued the message.
+        queued: usize,
+        /// What happened to the retained store, if the message was retained.
+        retained: Option<RetainOutcome>,
+    },
+    /// The command named an epoch that no longer owns the session.
+    Fenced,
+    /// Results of a batch, in order.
+    Batch(Vec<Response>),
+}
+
+/// Node-local consequences of applying commands.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Effects {
+    /// Sessions whose queue received messages (wake their connection).
+    pub wake: Vec<(ClientId, Owner)>,
+    /// Sessions whose previous owner must close its connection.
+    pub fenced: Vec<(ClientId, Owner)>,
+    /// Sessions that ended (expired or replaced by a clean start).
+    pub ended: Vec<ClientId>,
+}
+
+/// Limits that apply deterministically on every replica.
+#[derive(Debug, Clone, Copy)]
+pub struct StateLimits {
+    /// Queued messages per persistent session.
+    pub max_queued_messages: usize,
+    /// Retained messages in the whole broker.
+    pub max_retained_messages: usize,
+}
+
+/// The shared state: persistent sessions, their subscription index and the
+/// retained store.
+pub struct State {
+    sessions: HashMap<ClientId, SessionRecord>,
+    index: SubscriptionIndex<ClientId, SubOptions>,
+    retained: RetainedStore,
+    next_epoch: u64,
+    limits: StateLimits,
+}
+
+impl State {
+    /// An empty state.
+    pub fn new(limits: StateLimits) -> State {
+        State {
+            sessions: HashMap::new(),
+            index: SubscriptionIndex::new(),
+            retained: RetainedStore::new(limits.max_retained_messages),
+            next_epoch: 1,
+            limits,
+        }
+    }
+
+    /// Applies one command. Deterministic: same state + command → same result.
+    pub fn apply(&mut self, cmd: Command, fx: &mut Effects) -> Response {
+        match cmd {
+            Command::Connect {
+                client_id,
+                node,
+                clean_start,
+                expiry_secs,
+                now_ms,
+            } => self.connect(client_id, node, clean_start, expiry_secs, now_ms, fx),
+            Command::Disconnect {
+                client_id,
+                epoch,
+                expiry_secs,
+                now_ms,
+            } => self.disconnect(&client_id, epoch, expiry_secs, now_ms, fx),
+            Command::Subscribe {
+                client_id,
+                epoch,
+                subscriptions,
+            } => {
+                let Some(rec) = owned(&mut self.sessions, &client_id, epoch) else {
+                    return Response::Fenced;
+                };
+                for (sub, opts) in subscriptions {
+                    // Shared subscriptions are delivered live to one connected
+                    // member; only plain ones queue offline.
+                    if sub.share_group.is_none() {
+                        self.index
+                            .insert(&sub.filter, client_id.clone(), opts.clone());
+                    }
+                    rec.subscriptions.insert(sub, opts);
+                }
+                Response::Done
+            }
+            Command::Unsubscribe {
+                client_id,
+                epoch,
+                filters,
+            } => {
+                let Some(rec) = owned(&mut self.sessions, &client_id, epoch) else {
+                    return Response::Fenced;
+                };
+                for sub in filters {
+                    rec.subscriptions.remove(&sub);
+                    if sub.share_group.is_none() {
+                        self.index.remove(&sub.filter, &client_id);
+                    }
+                }
+                Response::Done
+            }
+            Command::Publish { msg, now_ms } => self.publish(msg, now_ms, fx),
+            Command::Ack {
+                client_id,
+                epoch,
+                seqs,
+            } => {
+                let Some(rec) = owned(&mut self.sessions, &client_id, epoch) else {
+                    return Response::Fenced;
+                };
+                rec.queue.retain(|q| !seqs.contains(&q.seq));
+                Response::Done
+            }
+            Command::Release {
+                client_id,
+                epoch,
+                seqs,
+            } => {
+                let Some(rec) = owned(&mut self.sessions, &client_id, epoch) else {
+                    return Response::Fenced;
+                };
+                for q in rec.queue.iter_mut().filter(|q| seqs.contains(&q.seq)) {
+                    q.released = true;
+                }
+                Response::Done
+            }
+            Command::ExpireSessions { now_ms } => {
+                let expired: Vec<ClientId> = self
+                    .sessions
+                    .iter()
+                    .filter(|(_, r)| is_expired(r, now_ms))
+                    .map(|(c, _)| c.clone())
+                    .collect();
+                for c in expired {
+                    self.remove_session(&c);
+                    fx.ended.push(c);
+                }
+                Response::Done
+            }
+            Command::Batch(cmds) => {
+                Response::Batch(cmds.into_iter().map(|c| self.apply(c, fx)).collect())
+            }
+        }
+    }
+
+    fn connect(
+        &mut self,
+        client_id: ClientId,
+        node: NodeId,
+        clean_start: bool,
+        expiry_secs: u32,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Response {
+        let epoch = self.next_epoch;
+        self.next_epoch += 1;
+        let owner = Owner { node, epoch };
+        if let Some(old) = self.sessions.get(&client_id)
+            && old.connected
+        {
+            fx.fenced.push((client_id.clone(), old.owner));
+        }
+        let resumable = self
+            .sessions
+            .get(&client_id)
+            .is_some_and(|r| !is_expired(r, now_ms));
+        if clean_start || !resumable {
+            if self.sessions.contains_key(&client_id) {
+                self.remove_session(&client_id);
+                fx.ended.push(client_id.clone());
+            }
+            self.sessions.insert(
+                client_id,
+                SessionRecord {
+                    owner,
+                    connected: true,
+                    expiry_secs,
+                    disconnected_at_ms: None,
+                    subscriptions: BTreeMap::new(),
+                    queue: VecDeque::new(),
+                    next_seq: 1,
+                    dropped: 0,
+                },
+            );
+            return Response::Connected {
+                epoch,
+                session_present: false,
+            };
+        }
+        let Some(rec) = self.sessions.get_mut(&client_id) else {
+            return Response::Fenced;
+        };
+        rec.owner = owner;
+        rec.connected = true;
+        rec.expiry_secs = expiry_secs;
+        rec.disconnected_at_ms = None;
+        Response::Connected {
+            epoch,
+            session_present: true,
+        }
+    }
+
+    fn disconnect(
+        &mut self,
+        client_id: &ClientId,
+        epoch: u64,
+        expiry_secs: Option<u32>,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Response {
+        let Some(rec) = owned(&mut self.sessions, client_id, epoch) else {
+            return Response::Fenced;
+        };
+        if let Some(e) = expiry_secs {
+            rec.expiry_secs = e;
+        }
+        rec.connected = false;
+        rec.disconnected_at_ms = Some(now_ms);
+        if rec.expiry_secs == 0 {
+            self.remove_session(client_id);
+            fx.ended.push(client_id.clone());
+        }
+        Response::Done
+    }
+
+    fn publish(&mut self, msg: Arc<Message>, now_ms: u64, fx: &mut Effects) -> Response {
+        let retained = msg.retain.then(|| self.retained.set(msg.clone()));
+        if retained == Some(RetainOutcome::QuotaExceeded) {
+            // The publisher is told 0x97; the message is not delivered either,
+            // so a refused publish has no partial effect.
+            return Response::Published {
+                queued: 0,
+                retained,
+            };
+        }
+        if msg.qos == QoS::AtMostOnce || msg.is_expired(now_ms) {
+            return Response::Published {
+                queued: 0,
+                retained,
+            };
+        }
+        // One delivery per session: the highest granted QoS among its
+        // matching subscriptions, with all their identifiers [MQTT-3.3.4-3].
+        let mut targets: BTreeMap<ClientId, (QoS, bool, Vec<u32>)> = BTreeMap::new();
+        self.index.for_each_match(&msg.topic, |client, opts| {
+            if opts.no_local && msg.publisher.as_ref() == Some(client) {
+                return;
+            }
+            let qos = opts.qos.min(msg.qos);
+            let e = targets
+                .entry(client.clone())
+                .or_insert((QoS::AtMostOnce, false, Vec::new()));
+            e.0 = e.0.max(qos);
+            e.1 |= opts.retain_as_published && msg.retain;
+            if let Some(id) = opts.subscription_id {
+                e.2.push(id);
+            }
+        });
+        let mut queued = 0;
+        for (client, (qos, retain, mut ids)) in targets {
+            if qos == QoS::AtMostOnce {
+                continue;
+            }
+            let Some(rec) = self.sessions.get_mut(&client) else {
+                continue;
+            };
+            if rec.queue.len() >= self.limits.max_queued_messages {
+                rec.dropped += 1;
+                continue;
+            }
+            ids.sort_unstable();
+            ids.dedup();
+            let seq = rec.next_seq;
+            rec.next_seq += 1;
+            rec.queue.push_back(QueuedMessage {
+                seq,
+                msg: msg.clone(),
+                qos,
+                retain,
+                subscription_ids: ids,
+                released: false,
+            });
+            queued += 1;
+            if rec.connected {
+                fx.wake.push((client, rec.owner));
+            }
+        }
+        Response::Published { queued, retained }
+    }
+
+    fn remove_session(&mut self, client_id: &ClientId) {
+        if let Some(rec) = self.sessions.remove(client_id) {
+            for sub in rec.subscriptions.keys() {
+                if sub.share_group.is_none() {
+                    self.index.remove(&sub.filter, client_id);
+                }
+            }
+        }
+    }
+
+    /// The record of a persistent session.
+    pub fn session(&self, client_id: &ClientId) -> Option<&SessionRecord> {
+        self.sessions.get(client_id)
+    }
+
+    /// Number of persistent sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// True if a publish of `msg` must go through the log: it is retained, or
+    /// a persistent session would queue it at QoS ≥ 1.
+    pub fn needs_log(&self, msg: &Message) -> bool {
+        if msg.retain {
+            return true;
+        }
+        if msg.qos == QoS::AtMostOnce {
+            return false;
+        }
+        let mut hit = false;
+        self.index.for_each_match(&msg.topic, |client, opts| {
+            hit |= opts.qos != QoS::AtMostOnce
+                && !(opts.no_local && msg.publisher.as_ref() == Some(client));
+        });
+        hit
+    }
+
+    /// The retained store.
+    pub fn retained(&self) -> &RetainedStore {
+        &self.retained
+    }
+
+    /// The retained message of a topic, if any.
+    pub fn retained_message(&self, topic: &TopicName) -> Option<&Arc<Message>> {
+        self.retained.get(topic)
+    }
+}
+
+/// The session record if `epoch` still owns it; otherwise the command is stale.
+fn owned<'a>(
+    sessions: &'a mut HashMap<ClientId, SessionRecord>,
+    client_id: &ClientId,
+    epoch: u64,
+) -> Option<&'a mut SessionRecord> {
+    sessions
+        .get_mut(client_id)
+        .filter(|r| r.owner.epoch == epoch)
+}
+
+fn is_expired(rec: &SessionRecord, now_ms: u64) -> bool {
+    match rec.disconnected_at_ms {
+        Some(t) if !rec.connected => t.saturating_add(u64::from(rec.expiry_secs) * 1000) <= now_ms,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,277 @@
+//! rumqttc clients (3.1.1 and 5.0) driven in background tasks, with their
+//! events forwarded to a channel the test reads with timeouts.
+
+use std::time::Duration;
+
+use rumqttc::v5;
+use tokio::sync::mpsc;
+
+use crate::harness::Broker;
+
+/// How long a test waits for something that should happen.
+pub const WAIT: Duration = Duration::from_secs(10);
+/// How long a test waits to be confident something does not happen.
+pub const QUIET: Duration = Duration::from_millis(700);
+
+/// A 3.1.1 client.
+pub struct V4 {
+    pub client: rumqttc::AsyncClient,
+    pub events: mpsc::UnboundedReceiver<Result<rumqttc::Event, String>>,
+}
+
+/// Options for a 3.1.1 client.
+pub fn v4_opts(b: &Broker, id: &str) -> rumqttc::MqttOptions {
+    let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", b.port());
+    o.set_keep_alive(Duration::from_secs(30));
+    o
+}
+
+/// Connects a 3.1.1 client and waits for its CONNACK.
+pub async fn v4(b: &Broker, id: &str) -> V4 {
+    v4_with(v4_opts(b, id)).await
+}
+
+/// Connects a 3.1.1 client with `opts` and waits for its CONNACK.
+pub async fn v4_with(opts: rumqttc::MqttOptions) -> V4 {
+    let (client, mut el) = rumqttc::AsyncClient::new(opts, 100);
+    let (tx, events) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match el.poll().await {
+                Ok(ev) => {
+                    if tx.send(Ok(ev)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    return;
+                }
+            }
+        }
+    });
+    let mut c = V4 { client, events };
+    let ack = c.connack().await;
+    assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success, "{ack:?}");
+    c
+}
+
+impl V4 {
+    /// Waits for the CONNACK.
+    pub async fn connack(&mut self) -> rumqttc::ConnAck {
+        loop {
+            match self.next().await {
+                rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(a)) => return a,
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next event; panics on a connection error or timeout.
+    pub async fn next(&mut self) -> rumqttc::Event {
+        match tokio::time::timeout(WAIT, self.events.recv()).await {
+            Ok(Some(Ok(ev))) => ev,
+            Ok(Some(Err(e))) => panic!("connection error: {e}"),
+            Ok(None) => panic!("event loop ended"),
+            Err(_) => panic!("timed out waiting for an event"),
+        }
+    }
+
+    /// Waits for the next incoming PUBLISH.
+    pub async fn publish(&mut self) -> rumqttc::Publish {
+        loop {
+            if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) = self.next().await {
+                return p;
+            }
+        }
+    }
+
+    /// Waits for a SUBACK.
+    pub async fn suback(&mut self) -> rumqttc::SubAck {
+        loop {
+            if let rumqttc::Event::Incoming(rumqttc::Packet::SubAck(a)) = self.next().await {
+                return a;
+            }
+        }
+    }
+
+    /// Waits for the PUBACK of a QoS 1 publish.
+    pub async fn puback(&mut self) {
+        loop {
+            if let rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)) = self.next().await {
+                return;
+            }
+        }
+    }
+
+    /// Subscribes and waits for the SUBACK.
+    pub async fn subscribe(&mut self, filter: &str, qos: rumqttc::QoS) -> rumqttc::SubAck {
+        self.client.subscribe(filter, qos).await.unwrap();
+        self.suback().await
+    }
+
+    /// Asserts no PUBLISH arrives for a while.
+    pub async fn no_publish(&mut self) {
+        let deadline = tokio::time::Instant::now() + QUIET;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Err(_) => return,
+                Ok(Some(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))))) => {
+                    panic!("unexpected publish {p:?}")
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) => return,
+            }
+        }
+    }
+
+    /// Waits until the connection fails (the broker closed it).
+    pub async fn closed(&mut self) -> String {
+        loop {
+            match tokio::time::timeout(WAIT, self.events.recv()).await {
+                Ok(Some(Err(e))) => return e,
+                Ok(Some(Ok(_))) => continue,
+                Ok(None) => return "ended".into(),
+                Err(_) => panic!("connection was not closed"),
+            }
+        }
+    }
+}
+
+/// A 5.0 client.
+pub struct V5 {
+    pub client: v5::AsyncClient,
+    pub events: mpsc::UnboundedReceiver<Result<v5::Event, String>>,
+}
+
+/// Options for a 5.0 client.
+pub fn v5_opts(b: &Broker, id: &str) -> v5::MqttOptions {
+    let mut o = v5::MqttOptions::new(id, "127.0.0.1", b.port());
+    o.set_keep_alive(Duration::from_secs(30));
+    o
+}
+
+/// Connects a 5.0 client and waits for a successful CONNACK.
+pub async fn v5(b: &Broker, id: &str) -> V5 {
+    let (c, ack) = v5_with(v5_opts(b, id)).await;
+    assert_eq!(
+        ack.code,
+        v5::mqttbytes::v5::ConnectReturnCode::Success,
+        "{ack:?}"
+    );
+    c
+}
+
+/// Connects a 5.0 client with `opts`; returns it with its CONNACK.
+pub async fn v5_with(opts: v5::MqttOptions) -> (V5, v5::mqttbytes::v5::ConnAck) {
+    let (client, mut el) = v5::AsyncClient::new(opts, 100);
+    let (tx, events) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match el.poll().await {
+                Ok(ev) => {
+                    if tx.send(Ok(ev)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(format!("{e:?}")));
+                    return;
+                }
+            }
+        }
+    });
+    let mut c = V5 { client, events };
+    let ack = c.connack().await;
+    (c, ack)
+}
+
+impl V5 {
+    /// Waits for the CONNACK.
+    pub async fn connack(&mut self) -> v5::mqttbytes::v5::ConnAck {
+        loop {
+            match tokio::time::timeout(WAIT, self.events.recv()).await {
+                Ok(Some(Ok(v5::Event::Incoming(v5::Incoming::ConnAck(a))))) => return a,
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(e))) => panic!("connection error before CONNACK: {e}"),
+                Ok(None) => panic!("event loop ended"),
+                Err(_) => panic!("timed out waiting for CONNACK"),
+            }
+        }
+    }
+
+    /// The next event; panics on a connection error or timeout.
+    pub async fn next(&mut self) -> v5::Event {
+        match tokio::time::timeout(WAIT, self.events.recv()).await {
+            Ok(Some(Ok(ev))) => ev,
+            Ok(Some(Err(e))) => panic!("connection error: {e}"),
+            Ok(None) => panic!("event loop ended"),
+            Err(_) => panic!("timed out waiting for an event"),
+        }
+    }
+
+    /// Waits for the next incoming PUBLISH.
+    pub async fn publish(&mut self) -> v5::mqttbytes::v5::Publish {
+        loop {
+            if let v5::Event::Incoming(v5::Incoming::Publish(p)) = self.next().await {
+                return p;
+            }
+        }
+    }
+
+    /// Waits for a SUBACK.
+    pub async fn suback(&mut self) -> v5::mqttbytes::v5::SubAck {
+        loop {
+            if let v5::Event::Incoming(v5::Incoming::SubAck(a)) = self.next().await {
+                return a;
+            }
+        }
+    }
+
+    /// Waits for a PUBACK.
+    pub async fn puback(&mut self) -> v5::mqttbytes::v5::PubAck {
+        loop {
+            if let v5::Event::Incoming(v5::Incoming::PubAck(a)) = self.next().await {
+                return a;
+            }
+        }
+    }
+
+    /// Subscribes and waits for the SUBACK.
+    pub async fn subscribe(
+        &mut self,
+        filter: &str,
+        qos: v5::mqttbytes::QoS,
+    ) -> v5::mqttbytes::v5::SubAck {
+        self.client.subscribe(filter, qos).await.unwrap();
+        self.suback().await
+    }
+
+    /// Asserts no PUBLISH arrives for a while.
+    pub async fn no_publish(&mut self) {
+        let deadline = tokio::time::Instant::now() + QUIET;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Err(_) => return,
+                Ok(Some(Ok(v5::Event::Incoming(v5::Incoming::Publish(p))))) => {
+                    panic!("unexpected publish {p:?}")
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) => return,
+            }
+        }
+    }
+
+    /// Waits for the broker's DISCONNECT or a connection error; returns the
+    /// DISCONNECT if one arrived.
+    pub async fn disconnected(&mut self) -> Option<v5::mqttbytes::v5::Disconnect> {
+        loop {
+            match tokio::time::timeout(WAIT, self.events.recv()).await {
+                Ok(Some(Ok(v5::Event::Incoming(v5::Incoming::Disconnect(d))))) => return Some(d),
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(_))) | Ok(None) => return None,
+                Err(_) => panic!("connection was not closed"),
+            }
+        }
+    }
+}
