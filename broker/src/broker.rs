@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::authn::{Authenticator, NoEnhancedAuth};
 use crate::config::Config;
 use crate::message::{ClientId, Message, now_ms};
 use crate::replication::{EffectSink, LocalReplicator, ReplicationError, Replicator};
@@ -35,7 +36,7 @@ pub(crate) struct Control {
     pub wake: Notify,
     /// Set when the connection task has finished all its work.
     pub done: CancellationToken,
-    /// Ownership epoch of a persistent session (0 for a clean session).
+    /// Ownership epoch of this connection's claim on its client id.
     pub epoch: AtomicU64,
 }
 
@@ -104,6 +105,8 @@ pub(crate) enum PublishError {
 pub(crate) struct Broker {
     pub config: Arc<Config>,
     pub node_id: NodeId,
+    /// Enhanced authentication (v5 AUTH) hook.
+    pub authenticator: Arc<dyn Authenticator>,
     pub state: Arc<Mutex<State>>,
     replicator: Arc<dyn Replicator>,
     pub router: Router,
@@ -175,6 +178,7 @@ impl Broker {
         let replicator = Arc::new(LocalReplicator::new(state.clone(), sink));
         Arc::new(Broker {
             node_id: config.node.id,
+            authenticator: Arc::new(NoEnhancedAuth),
             config: Arc::new(config),
             state,
             replicator,

@@ -274,6 +274,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn documented_example_matches_the_defaults() {
+        let text = include_str!("../../docs/config.example.toml");
+        let c: Config = toml::from_str(text).unwrap();
+        c.validate().unwrap();
+        let d = Config::default();
+        assert_eq!(format!("{:?}", c.limits), format!("{:?}", d.limits));
+        assert_eq!(format!("{:?}", c.session), format!("{:?}", d.session));
+    }
+
+    #[test]
     fn defaults_are_valid() {
         Config::default().validate().unwrap();
     }

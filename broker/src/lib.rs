@@ -20,6 +20,7 @@
 //! Must not depend on: anything but `starling-codec` in the workspace for now
 //! (later `cluster`, `auth`, `plugins`); only `protocol*` sees codec types.
 
+pub mod authn;
 pub mod config;
 pub mod message;
 pub mod retained;

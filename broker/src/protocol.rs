@@ -58,7 +58,6 @@ pub(crate) mod reason {
     pub const CLIENT_ID_NOT_VALID: u8 = 0x85;
     pub const SERVER_UNAVAILABLE: u8 = 0x88;
     pub const SERVER_SHUTTING_DOWN: u8 = 0x8B;
-    pub const BAD_AUTH_METHOD: u8 = 0x8C;
     pub const KEEP_ALIVE_TIMEOUT: u8 = 0x8D;
     pub const TOPIC_FILTER_INVALID: u8 = 0x8F;
     pub const TOPIC_NAME_INVALID: u8 = 0x90;
@@ -67,4 +66,25 @@ pub(crate) mod reason {
     pub const TOPIC_ALIAS_INVALID: u8 = 0x94;
     pub const QUOTA_EXCEEDED: u8 = 0x97;
     pub const PAYLOAD_FORMAT_INVALID: u8 = 0x99;
+}
+
+/// Human-readable text for the reason codes the broker closes connections
+/// with; sent as the v5 DISCONNECT Reason String.
+fn reason_text(code: u8) -> &'static str {
+    match code {
+        0x81 => "malformed packet",
+        0x82 => "protocol error",
+        0x83 => "too many properties",
+        reason::SERVER_UNAVAILABLE => "replicated state unavailable",
+        reason::SERVER_SHUTTING_DOWN => "server shutting down",
+        reason::KEEP_ALIVE_TIMEOUT => "keep alive timeout",
+        0x8E => "session taken over by another connection",
+        reason::TOPIC_NAME_INVALID => "topic name invalid",
+        reason::RECEIVE_MAXIMUM_EXCEEDED => "too many QoS 2 messages awaiting PUBREL",
+        reason::TOPIC_ALIAS_INVALID => "topic alias invalid",
+        0x95 => "packet too large",
+        reason::QUOTA_EXCEEDED => "quota exceeded",
+        reason::PAYLOAD_FORMAT_INVALID => "payload is not valid UTF-8",
+        _ => "unspecified error",
+    }
 }

@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::error::StartError;
+use crate::message::now_ms;
 use crate::protocol::{Peer, serve};
+use crate::state::Command;
 
 /// A bound, not yet serving broker.
 pub struct Server {
@@ -54,6 +56,15 @@ impl Server {
     /// Serves until `stop` is cancelled, then drains.
     pub async fn run(self, stop: CancellationToken) {
         let broker = self.broker;
+        // Connections this node held before a restart are gone: release
+        // their sessions before accepting new ones.
+        let released = Command::NodeDown {
+            node: broker.node_id,
+            now_ms: now_ms(),
+        };
+        if let Err(e) = broker.submit(released).await {
+            tracing::warn!(error = %e, "could not release sessions of a previous run");
+        }
         for (name, listener) in self.listeners {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(listener = %name, %addr, "listening for MQTT");

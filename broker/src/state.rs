@@ -148,6 +148,14 @@ pub enum Command {
         /// Proposer's clock.
         now_ms: u64,
     },
+    /// A node (re)started or left: every connection it held is gone, so its
+    /// sessions are offline from `now_ms` (and those with expiry 0 end).
+    NodeDown {
+        /// The node whose connections are gone.
+        node: NodeId,
+        /// Proposer's clock.
+        now_ms: u64,
+    },
     /// Several commands applied in order as one log entry.
     Batch(Vec<Command>),
 }
@@ -305,6 +313,18 @@ impl State {
                 for c in expired {
                     self.remove_session(&c);
                     fx.ended.push(c);
+                }
+                Response::Done
+            }
+            Command::NodeDown { node, now_ms } => {
+                let held: Vec<(ClientId, u64)> = self
+                    .sessions
+                    .iter()
+                    .filter(|(_, r)| r.connected && r.owner.node == node)
+                    .map(|(c, r)| (c.clone(), r.owner.epoch))
+                    .collect();
+                for (client, epoch) in held {
+                    self.disconnect(&client, epoch, None, now_ms, fx);
                 }
                 Response::Done
             }
@@ -474,9 +494,10 @@ impl State {
         self.sessions.get(client_id)
     }
 
-    /// Number of persistent sessions.
-    pub fn session_count(&self) -> usize {
-        self.sessions.len()
+    /// Sessions held by a connection and sessions waiting offline.
+    pub fn session_counts(&self) -> (usize, usize) {
+        let online = self.sessions.values().filter(|r| r.connected).count();
+        (online, self.sessions.len() - online)
     }
 
     /// True if a publish of `msg` must go through the log: it is retained, or

@@ -29,27 +29,17 @@ pub(crate) async fn run(broker: Arc<Broker>) {
 
 fn publish_all(broker: &Broker) {
     let s = &broker.stats;
-    let (sessions, retained) = {
+    let ((_, offline), retained) = {
         let state = broker.state.lock();
-        (state.session_count(), state.retained().len())
+        (state.session_counts(), state.retained().len())
     };
     let connected = s.connections_current.load(Ordering::Relaxed);
-    let disconnected_persistent = sessions.saturating_sub(
-        broker
-            .clients
-            .iter()
-            .filter(|c| c.control.epoch.load(Ordering::Relaxed) != 0)
-            .count(),
-    );
     let values: [(&str, String); 12] = [
         ("version", format!("starling {}", env!("CARGO_PKG_VERSION"))),
         ("uptime", format!("{} seconds", broker.uptime().as_secs())),
         ("clients/connected", connected.to_string()),
-        ("clients/disconnected", disconnected_persistent.to_string()),
-        (
-            "clients/total",
-            (connected + disconnected_persistent).to_string(),
-        ),
+        ("clients/disconnected", offline.to_string()),
+        ("clients/total", (connected + offline).to_string()),
         (
             "clients/connections_total",
             s.connections_total.load(Ordering::Relaxed).to_string(),

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use super::connection::{Connection, WillSpec, Writer};
 use super::outbound::Outbound;
 use super::{Transport, qos_from_wire, reason};
+use crate::authn::AuthStep;
 use crate::broker::{Broker, ClientHandle, Control, SESSION_TAKEN_OVER};
 use crate::message::{ClientId, Message, MessageProps};
 use crate::router::{Delivery, LiveSub};
@@ -32,7 +33,11 @@ async fn refuse<T: Transport>(writer: &mut Writer<T>, code: u8, why: &str) {
         .send(Packet::ConnAck(ConnAck {
             session_present: false,
             reason: code,
-            properties: Properties::default(),
+            properties: Properties {
+                // The encoder drops it for 3.1.1 and when it would not fit.
+                reason_string: Some(why.to_owned()),
+                ..Properties::default()
+            },
         }))
         .await;
 }
@@ -52,15 +57,16 @@ pub(super) async fn accept<T: Transport>(
         .encoder_mut()
         .set_max_outgoing(c.properties.maximum_packet_size);
 
-    if c.properties.authentication_method.is_some() {
-        // No enhanced authentication method is configured yet.
-        refuse(
-            writer,
-            reason::BAD_AUTH_METHOD,
-            "unsupported authentication method",
-        )
-        .await;
-        return None;
+    let mut auth_reply = None;
+    if let Some(method) = &c.properties.authentication_method {
+        let data = c.properties.authentication_data.as_deref();
+        match broker.authenticator.start(method, data) {
+            AuthStep::Success { data } => auth_reply = Some((method.clone(), data)),
+            AuthStep::Fail { reason } => {
+                refuse(writer, reason, "enhanced authentication failed").await;
+                return None;
+            }
+        }
     }
     if broker.stats.connections_current.load(Ordering::Relaxed) >= cfg.limits.max_connections {
         refuse(writer, reason::QUOTA_EXCEEDED, "connection limit").await;
@@ -186,9 +192,10 @@ pub(super) async fn accept<T: Transport>(
         w.cancel.cancel();
     }
 
-    // Claim the session through the replicated state when it is (or was) persistent.
-    let has_record = broker.state.lock().session(&client_id).is_some();
-    let (persistent, epoch, session_present) = if expiry_secs > 0 || has_record {
+    // Every connection claims its client id through the replicated state:
+    // that is what makes "one live connection per client id" hold across
+    // nodes (G3), and it allocates the epoch that fences the previous owner.
+    let (persistent, epoch, session_present) = {
         let cmd = Command::Connect {
             client_id: client_id.clone(),
             node: broker.node_id,
@@ -197,10 +204,12 @@ pub(super) async fn accept<T: Transport>(
             now_ms: crate::message::now_ms(),
         };
         match broker.submit(cmd).await {
+            // A session whose state outlives the connection, or a resumed
+            // one, takes its QoS≥1 deliveries from the replicated queue.
             Ok(Response::Connected {
                 epoch,
                 session_present,
-            }) => (true, epoch, session_present),
+            }) => (expiry_secs > 0 || session_present, epoch, session_present),
             other => {
                 tracing::warn!(?other, "session claim failed");
                 broker
@@ -215,8 +224,6 @@ pub(super) async fn accept<T: Transport>(
                 return None;
             }
         }
-    } else {
-        (false, 0, false)
     };
     control.epoch.store(epoch, Ordering::Relaxed);
 
@@ -268,6 +275,10 @@ pub(super) async fn accept<T: Transport>(
     let mut props = Properties::default();
     if v5 {
         props.assigned_client_identifier = assigned;
+        if let Some((method, data)) = auth_reply {
+            props.authentication_method = Some(method);
+            props.authentication_data = data;
+        }
         props.server_keep_alive = server_keep_alive;
         props.receive_maximum = Some(limits.receive_maximum);
         props.maximum_packet_size = Some(limits.max_packet_size);
@@ -285,16 +296,14 @@ pub(super) async fn accept<T: Transport>(
         broker
             .clients
             .remove_if(&client_id, |_, h| h.conn_id == conn_id);
-        if persistent {
-            let _ = broker
-                .submit(Command::Disconnect {
-                    client_id: client_id.clone(),
-                    epoch,
-                    expiry_secs: None,
-                    now_ms: crate::message::now_ms(),
-                })
-                .await;
-        }
+        let _ = broker
+            .submit(Command::Disconnect {
+                client_id: client_id.clone(),
+                epoch,
+                expiry_secs: None,
+                now_ms: crate::message::now_ms(),
+            })
+            .await;
         control.done.cancel();
         return None;
     }

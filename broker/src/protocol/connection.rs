@@ -15,7 +15,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use tracing::Instrument;
 
 use super::outbound::Outbound;
-use super::{Peer, Transport, connect, qos_from_wire, reason};
+use super::{Peer, Transport, connect, qos_from_wire, reason, reason_text};
 use crate::broker::{Broker, Control, PendingWill, PublishError, SESSION_TAKEN_OVER};
 use crate::message::{ClientId, Message, MessageProps, QoS, SubOptions, now_ms};
 use crate::router::{Delivery, DeliverySender, LiveSub};
@@ -667,7 +667,10 @@ impl Connection {
         if let (Some(code), Protocol::V5) = (code, self.protocol) {
             out_buf.push(Packet::Disconnect(codec::Disconnect {
                 reason: code,
-                properties: Properties::default(),
+                properties: Properties {
+                    reason_string: Some(reason_text(code).to_owned()),
+                    ..Properties::default()
+                },
             }));
         }
         let _ = self.flush(writer, &mut out_buf).await;
@@ -694,6 +697,9 @@ impl Connection {
                 .entry(self.client_id.clone())
                 .or_default()
                 .awaiting_rel = std::mem::take(&mut self.awaiting_rel);
+        }
+        {
+            // Ends the claim (and the session, when its expiry is 0).
             let cmd = Command::Disconnect {
                 client_id: self.client_id.clone(),
                 epoch: self.epoch,

@@ -301,3 +301,16 @@ fn no_local_skips_the_publisher() {
     );
     assert!(!s.needs_log(&msg("t", QoS::AtLeastOnce, false, b"x")));
 }
+
+#[test]
+fn node_down_releases_the_sessions_it_held() {
+    let mut s = State::new(limits());
+    connect(&mut s, "persistent", true, 60, 0);
+    connect(&mut s, "clean", true, 0, 0);
+    let (_, fx) = apply(&mut s, Command::NodeDown { node: 1, now_ms: 5 });
+    assert_eq!(fx.ended, vec![cid("clean")]);
+    let rec = s.session(&cid("persistent")).unwrap();
+    assert!(!rec.connected);
+    assert_eq!(rec.disconnected_at_ms, Some(5));
+    assert_eq!(s.session_counts(), (0, 1));
+}
