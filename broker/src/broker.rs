@@ -17,11 +17,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::authn::{Authenticator, NoEnhancedAuth};
+use crate::clustering::{BrokerMachine, Membership};
 use crate::config::Config;
+use crate::error::StartError;
 use crate::message::{ClientId, Message, now_ms};
-use crate::replication::{EffectSink, LocalReplicator, ReplicationError, Replicator};
+use crate::peers::Peers;
+use crate::replication::{EffectSink, ReplicationError, Replicator};
 use crate::retained::RetainOutcome;
-use crate::router::Router;
+use crate::router::{Router, SharedChoice};
 use crate::state::{Command, Effects, NodeId, Response, State, StateLimits};
 
 /// v5 reason code sent to a connection whose session was taken over.
@@ -109,6 +112,10 @@ pub(crate) struct Broker {
     pub authenticator: Arc<dyn Authenticator>,
     pub state: Arc<Mutex<State>>,
     replicator: Arc<dyn Replicator>,
+    /// Raft membership of this node.
+    pub membership: Membership,
+    /// Live traffic to and from the other nodes.
+    pub peers: Peers,
     pub router: Router,
     pub clients: Arc<DashMap<ClientId, ClientHandle>>,
     pub stash: DashMap<ClientId, SessionStash>,
@@ -161,8 +168,9 @@ impl EffectSink for NodeEffects {
 }
 
 impl Broker {
-    /// Builds a single-node broker: state applied in process.
-    pub fn new(config: Config) -> Arc<Broker> {
+    /// Builds the broker and joins (or forms) its Raft group. A single node
+    /// is a group of one; its log on disk makes the state durable.
+    pub async fn start(config: Config) -> Result<Arc<Broker>, StartError> {
         let limits = StateLimits {
             max_queued_messages: config.limits.max_queued_messages,
             max_retained_messages: config.limits.max_retained_messages,
@@ -175,13 +183,20 @@ impl Broker {
             clients: clients.clone(),
             wills: wills.clone(),
         });
-        let replicator = Arc::new(LocalReplicator::new(state.clone(), sink));
-        Arc::new(Broker {
+        let machine = BrokerMachine::new(state.clone(), sink);
+        let membership = crate::clustering::join(&config, machine).await?;
+        let replicator = membership.replicator.clone();
+        // Distinguishes this run from earlier runs of the same node for peers.
+        let run = rand::random::<u64>();
+        let peers = Peers::new(config.node.id, run, membership.transport.clone());
+        Ok(Arc::new(Broker {
             node_id: config.node.id,
             authenticator: Arc::new(NoEnhancedAuth),
             config: Arc::new(config),
             state,
             replicator,
+            membership,
+            peers,
             router: Router::default(),
             clients,
             stash: DashMap::new(),
@@ -192,7 +207,7 @@ impl Broker {
             tasks: TaskTracker::new(),
             next_conn: AtomicU64::new(1),
             started: Instant::now(),
-        })
+        }))
     }
 
     /// A fresh connection id (distinguishes connections of one client id).
@@ -213,7 +228,7 @@ impl Broker {
             // `$`-topics are the broker's; clients may publish there only
             // where a policy says so (access-control issue). Until then they
             // are routed live and never retained or queued.
-            self.router.route(&msg);
+            self.peers.route(&msg, false, &self.router);
             return Ok(());
         }
         let needs_log = self.state.lock().needs_log(&msg);
@@ -230,7 +245,7 @@ impl Broker {
                 return Err(PublishError::RetainQuota);
             }
         }
-        self.router.route(&msg);
+        self.peers.route(&msg, needs_log, &self.router);
         Ok(())
     }
 
@@ -239,7 +254,7 @@ impl Broker {
         self.sys_retained
             .lock()
             .insert(msg.topic.as_str().to_owned(), msg.clone());
-        self.router.route(&msg);
+        self.router.route(&msg, false, SharedChoice::Local);
     }
 
     /// Removes offline persistent sessions whose expiry passed; runs until shutdown.
@@ -250,11 +265,39 @@ impl Broker {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 _ = tick.tick() => {
+                    if !self.replicator.is_leader() {
+                        continue;
+                    }
                     let now = now_ms();
                     if let Err(e) = self.submit(Command::ExpireSessions { now_ms: now }).await {
                         tracing::warn!(error = %e, "session expiry check failed");
                     }
                 }
+            }
+        }
+    }
+
+    /// Exchanges live-traffic interest and forwarded publishes with the
+    /// other nodes; runs until shutdown.
+    pub async fn run_peers(self: Arc<Broker>) {
+        let mut incoming = match self.membership.cluster.incoming() {
+            Ok(rx) => rx,
+            Err(e) => {
+                tracing::error!(error = %e, "peer messages unavailable");
+                return;
+            }
+        };
+        let mut digest = tokio::time::interval(Duration::from_secs(1));
+        digest.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = self.router.interest_changed.notified() => self.peers.announce_changes(&self.router),
+                _ = digest.tick() => self.peers.send_digests(),
+                msg = incoming.recv() => match msg {
+                    Some((from, bytes)) => self.peers.on_message(from, &bytes, &self.router),
+                    None => return,
+                },
             }
         }
     }

@@ -27,6 +27,8 @@ pub struct Config {
     pub session: SessionConfig,
     /// `$SYS` topics.
     pub sys: SysConfig,
+    /// Raft group and peer links (a single node is a cluster of one).
+    pub cluster: ClusterSection,
 }
 
 impl Default for Config {
@@ -37,6 +39,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             session: SessionConfig::default(),
             sys: SysConfig::default(),
+            cluster: ClusterSection::default(),
         }
     }
 }
@@ -181,6 +184,88 @@ impl Default for SysConfig {
     }
 }
 
+/// The cluster: this node's peer port, the other nodes and Raft timing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// Peer-link address to bind. Required when `peers` is set; without peers
+    /// the node picks a free loopback port (nobody else can join it).
+    pub listen: Option<SocketAddr>,
+    /// `host:port` other nodes dial (default: `listen`). A DNS name (e.g. a
+    /// StatefulSet pod name) is resolved on every connect.
+    pub advertise: Option<String>,
+    /// The other nodes: `"ID@host:port"`, e.g. `"2@starling-1.starling:7946"`.
+    pub peers: Vec<String>,
+    /// File holding the shared secret that peers prove at connect (≥ 16 bytes).
+    /// Required with peers; a lone node makes a random one.
+    pub secret_file: Option<PathBuf>,
+    /// Leader heartbeat interval.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// Shortest election timeout.
+    #[serde(with = "humantime_serde")]
+    pub election_timeout_min: Duration,
+    /// Longest election timeout.
+    #[serde(with = "humantime_serde")]
+    pub election_timeout_max: Duration,
+    /// Snapshot (and compact the log) every this many applied entries.
+    pub snapshot_every: u64,
+    /// How long a command waits for a commit before the client is told the
+    /// broker is unavailable.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for ClusterSection {
+    fn default() -> ClusterSection {
+        ClusterSection {
+            listen: None,
+            advertise: None,
+            peers: Vec::new(),
+            secret_file: None,
+            heartbeat: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(500),
+            election_timeout_max: Duration::from_millis(1000),
+            snapshot_every: 10_000,
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A peer parsed from `"ID@host:port"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSpec {
+    /// Node id.
+    pub id: u64,
+    /// `host:port`.
+    pub addr: String,
+}
+
+impl ClusterSection {
+    /// The peers, parsed.
+    pub fn peer_specs(&self) -> Result<Vec<PeerSpec>, ConfigError> {
+        self.peers
+            .iter()
+            .map(|p| {
+                let bad = || ConfigError::Invalid {
+                    key: "cluster.peers",
+                    reason: format!("`{p}` is not ID@host:port"),
+                };
+                let (id, addr) = p.split_once('@').ok_or_else(bad)?;
+                let id: u64 = id.parse().map_err(|_| bad())?;
+                let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+                if id == 0 || host.is_empty() || port.parse::<u16>().is_err() {
+                    return Err(bad());
+                }
+                Ok(PeerSpec {
+                    id,
+                    addr: addr.to_owned(),
+                })
+            })
+            .collect()
+    }
+}
+
 impl Config {
     /// Reads and parses a TOML file (not yet validated).
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
@@ -260,6 +345,41 @@ impl Config {
         if self.node.shutdown_grace.is_zero() {
             return invalid("node.shutdown_grace", "must be positive");
         }
+        let c = &self.cluster;
+        let peers = c.peer_specs()?;
+        if peers.iter().any(|p| p.id == self.node.id) {
+            return invalid("cluster.peers", "must not list this node's own id");
+        }
+        let mut ids: Vec<u64> = peers.iter().map(|p| p.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() != peers.len() {
+            return invalid("cluster.peers", "node ids must be unique");
+        }
+        if !peers.is_empty() && c.listen.is_none() {
+            return invalid("cluster.listen", "is required when cluster.peers is set");
+        }
+        if !peers.is_empty() && c.secret_file.is_none() {
+            return invalid(
+                "cluster.secret_file",
+                "is required when cluster.peers is set",
+            );
+        }
+        if c.heartbeat.is_zero()
+            || c.election_timeout_min <= c.heartbeat
+            || c.election_timeout_max <= c.election_timeout_min
+        {
+            return invalid(
+                "cluster.heartbeat",
+                "need 0 < heartbeat < election_timeout_min < election_timeout_max",
+            );
+        }
+        if c.snapshot_every == 0 {
+            return invalid("cluster.snapshot_every", "must be at least 1");
+        }
+        if c.request_timeout.is_zero() {
+            return invalid("cluster.request_timeout", "must be positive");
+        }
         Ok(())
     }
 
@@ -298,6 +418,31 @@ mod tests {
     fn durations_are_human_readable() {
         let c: Config = toml::from_str("[session]\nmax_session_expiry = \"2h\"\n").unwrap();
         assert_eq!(c.max_session_expiry_secs(), 7200);
+    }
+
+    #[test]
+    fn peers_are_parsed_and_checked() {
+        let c: Config = toml::from_str(
+            "[cluster]\nlisten = \"127.0.0.1:7946\"\nsecret_file = \"/s\"\npeers = [\"2@node-2:7946\", \"3@10.0.0.3:7946\"]\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.cluster.peer_specs().unwrap()[0].addr, "node-2:7946");
+        for bad in ["node-2:7946", "x@h:1", "0@h:1", "2@h", "2@:1", "1@self:1"] {
+            let mut c = c.clone();
+            c.cluster.peers = vec![bad.to_owned()];
+            let err = c.validate().unwrap_err().to_string();
+            assert!(err.contains("cluster.peers"), "{bad}: {err}");
+        }
+        let mut no_secret = c.clone();
+        no_secret.cluster.secret_file = None;
+        assert!(
+            no_secret
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("secret_file")
+        );
     }
 
     #[test]

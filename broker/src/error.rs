@@ -37,6 +37,9 @@ pub enum StartError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The cluster layer (Raft storage, peer listener) could not start.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// A listener could not be bound.
     #[error("cannot bind listener `{name}` on {addr}: {source}")]
     Bind {

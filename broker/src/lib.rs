@@ -30,7 +30,9 @@ pub mod subscriptions;
 pub mod topic;
 
 mod broker;
+mod clustering;
 mod error;
+mod peers;
 mod protocol;
 mod replication;
 

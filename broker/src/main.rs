@@ -46,6 +46,18 @@ struct ServeArgs {
     /// Node id (1 for a single node).
     #[arg(long, env = "STARLING_NODE_ID")]
     node_id: Option<u64>,
+    /// Peer-link address of this node (cluster port).
+    #[arg(long, env = "STARLING_CLUSTER_LISTEN")]
+    cluster_listen: Option<SocketAddr>,
+    /// Address other nodes dial to reach this node (default: --cluster-listen).
+    #[arg(long, env = "STARLING_CLUSTER_ADVERTISE")]
+    cluster_advertise: Option<String>,
+    /// The other nodes, `ID@host:port`, comma separated.
+    #[arg(long, env = "STARLING_PEERS", value_delimiter = ',')]
+    peers: Vec<String>,
+    /// File holding the cluster's shared secret.
+    #[arg(long, env = "STARLING_CLUSTER_SECRET_FILE")]
+    cluster_secret_file: Option<PathBuf>,
     /// Log filter (tracing env-filter syntax), e.g. `info` or `starling_broker=debug`.
     #[arg(long, env = "STARLING_LOG", default_value = "info")]
     log: String,
@@ -87,6 +99,19 @@ fn load_config(args: &ServeArgs) -> Result<Config, StartError> {
     if let Some(id) = args.node_id {
         config.node.id = id;
     }
+    let c = &mut config.cluster;
+    if args.cluster_listen.is_some() {
+        c.listen = args.cluster_listen;
+    }
+    if args.cluster_advertise.is_some() {
+        c.advertise.clone_from(&args.cluster_advertise);
+    }
+    if !args.peers.is_empty() {
+        c.peers.clone_from(&args.peers);
+    }
+    if args.cluster_secret_file.is_some() {
+        c.secret_file.clone_from(&args.cluster_secret_file);
+    }
     config.validate()?;
     Ok(config)
 }
@@ -127,7 +152,7 @@ fn serve(args: ServeArgs) -> ExitCode {
                 eprintln!("starling: {e}");
                 return match e {
                     StartError::Config(_) => ExitCode::from(EXIT_CONFIG),
-                    StartError::Bind { .. } => ExitCode::FAILURE,
+                    StartError::Bind { .. } | StartError::Cluster(_) => ExitCode::FAILURE,
                 };
             }
         };

@@ -4,19 +4,25 @@
 //! A publisher never waits for a subscriber: each connection has a bounded
 //! queue and deliveries are `try_send`; a full queue drops the message for
 //! that subscriber only and counts it (see `docs/adr/0003-concurrency.md`).
-//! Persistent sessions receive their QoS≥1 deliveries from the replicated
-//! queue instead (woken by the state machine's effects), so the live path
-//! skips them for those.
+//! Persistent sessions receive the QoS≥1 deliveries of a logged publish from
+//! their replicated queue instead (woken by the state machine's effects), so
+//! the live path skips them for those.
+//!
+//! The router also tracks which subscriptions exist on this node at all
+//! (reference counts per filter and share group): when one appears or
+//! disappears it records an interest change, which `peers` tells the other
+//! nodes so they forward only what this node wants.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use parking_lot::RwLock;
-use tokio::sync::mpsc;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{Notify, mpsc};
 
 use crate::message::{ClientId, Message, QoS, SubOptions};
 use crate::subscriptions::SubscriptionIndex;
-use crate::topic::TopicFilter;
+use crate::topic::Subscription;
 
 /// One message on its way to one connection.
 #[derive(Debug, Clone)]
@@ -35,14 +41,16 @@ pub(crate) type DeliverySender = mpsc::Sender<Delivery>;
 pub(crate) struct LiveSub {
     pub client: ClientId,
     pub opts: SubOptions,
-    /// The session is persistent: its QoS≥1 deliveries come from the log.
+    /// The session is persistent: QoS≥1 deliveries of logged publishes come
+    /// from its replicated queue.
     pub persistent: bool,
     pub tx: DeliverySender,
 }
 
 /// Members of one shared subscription group on one filter.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct SharedGroup {
+    key: Subscription,
     members: Vec<LiveSub>,
     next: AtomicUsize,
 }
@@ -62,15 +70,35 @@ enum Entry {
 /// Counters of what routing did, read by `$SYS` and metrics.
 #[derive(Debug, Default)]
 pub(crate) struct RouteStats {
-    pub delivered: AtomicUsize,
-    pub dropped_queue_full: AtomicUsize,
-    pub no_subscribers: AtomicUsize,
+    pub delivered: AtomicU64,
+    pub dropped_queue_full: AtomicU64,
+    pub no_subscribers: AtomicU64,
+}
+
+/// Subscriptions that appeared (`true`) or disappeared (`false`) on this node.
+#[derive(Debug, Default)]
+struct InterestLog {
+    refs: HashMap<Subscription, usize>,
+    changes: Vec<(Subscription, bool)>,
+}
+
+/// How shared subscription groups are chosen for one publish.
+pub(crate) enum SharedChoice<'a> {
+    /// Deliver to one local member of every matching group (one node).
+    Local,
+    /// Ask for each matching group whether this node takes the message.
+    Ask(&'a mut dyn FnMut(&Subscription) -> bool),
+    /// A forwarded message: only the groups the publishing node picked here.
+    Only(&'a [Subscription]),
 }
 
 /// The node's live subscription index.
 #[derive(Default)]
 pub(crate) struct Router {
     index: RwLock<SubscriptionIndex<SubKey, Entry>>,
+    interest: Mutex<InterestLog>,
+    /// Notified when interest changed (the peers task broadcasts it).
+    pub interest_changed: Notify,
     pub stats: RouteStats,
 }
 
@@ -83,68 +111,105 @@ struct Target<'a> {
 
 impl Router {
     /// Adds or replaces a subscription of a connected client.
-    pub fn subscribe(&self, filter: &TopicFilter, group: Option<&Arc<str>>, sub: LiveSub) {
+    pub fn subscribe(&self, key: &Subscription, sub: LiveSub) {
         let mut index = self.index.write();
-        match group {
-            None => {
-                index.insert(
-                    filter,
+        let added = match &key.share_group {
+            None => index
+                .insert(
+                    &key.filter,
                     SubKey::Client(sub.client.clone()),
                     Entry::Direct(sub),
-                );
-            }
+                )
+                .is_none(),
             Some(g) => {
-                let key = SubKey::Group(g.clone());
-                let mut members = match index.remove(filter, &key) {
-                    Some(Entry::Shared(group)) => group.members.clone(),
-                    _ => Vec::new(),
+                let k = SubKey::Group(g.clone());
+                let (mut members, next) = match index.remove(&key.filter, &k) {
+                    Some(Entry::Shared(group)) => {
+                        (group.members.clone(), group.next.load(Ordering::Relaxed))
+                    }
+                    _ => (Vec::new(), 0),
                 };
+                let before = members.len();
                 members.retain(|m| m.client != sub.client);
+                let added = members.len() == before;
                 members.push(sub);
                 let group = SharedGroup {
+                    key: key.clone(),
                     members,
-                    next: AtomicUsize::new(0),
+                    next: AtomicUsize::new(next),
                 };
-                index.insert(filter, key, Entry::Shared(Arc::new(group)));
+                index.insert(&key.filter, k, Entry::Shared(Arc::new(group)));
+                added
             }
+        };
+        if added {
+            self.count(key, true);
         }
     }
 
     /// Removes a subscription; true if it existed.
-    pub fn unsubscribe(
-        &self,
-        filter: &TopicFilter,
-        group: Option<&Arc<str>>,
-        client: &ClientId,
-    ) -> bool {
+    pub fn unsubscribe(&self, key: &Subscription, client: &ClientId) -> bool {
         let mut index = self.index.write();
-        match group {
+        let removed = match &key.share_group {
             None => index
-                .remove(filter, &SubKey::Client(client.clone()))
+                .remove(&key.filter, &SubKey::Client(client.clone()))
                 .is_some(),
             Some(g) => {
-                let key = SubKey::Group(g.clone());
-                let Some(Entry::Shared(group)) = index.remove(filter, &key) else {
+                let k = SubKey::Group(g.clone());
+                let Some(Entry::Shared(group)) = index.remove(&key.filter, &k) else {
                     return false;
                 };
-                let before = group.members.len();
                 let members: Vec<LiveSub> = group
                     .members
                     .iter()
                     .filter(|m| &m.client != client)
                     .cloned()
                     .collect();
-                let removed = members.len() != before;
+                let removed = members.len() != group.members.len();
                 if !members.is_empty() {
                     let group = SharedGroup {
+                        key: key.clone(),
                         members,
                         next: AtomicUsize::new(group.next.load(Ordering::Relaxed)),
                     };
-                    index.insert(filter, key, Entry::Shared(Arc::new(group)));
+                    index.insert(&key.filter, k, Entry::Shared(Arc::new(group)));
                 }
                 removed
             }
+        };
+        if removed {
+            self.count(key, false);
         }
+        removed
+    }
+
+    fn count(&self, key: &Subscription, up: bool) {
+        let mut log = self.interest.lock();
+        let n = log.refs.entry(key.clone()).or_insert(0);
+        if up {
+            *n += 1;
+            if *n == 1 {
+                log.changes.push((key.clone(), true));
+            }
+        } else {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                log.refs.remove(key);
+                log.changes.push((key.clone(), false));
+            }
+        }
+        drop(log);
+        self.interest_changed.notify_one();
+    }
+
+    /// Takes the interest changes recorded since the last call.
+    pub fn take_interest_changes(&self) -> Vec<(Subscription, bool)> {
+        std::mem::take(&mut self.interest.lock().changes)
+    }
+
+    /// Every subscription that exists on this node (for a full resync).
+    pub fn interest(&self) -> Vec<Subscription> {
+        self.interest.lock().refs.keys().cloned().collect()
     }
 
     /// Number of live (filter, subscriber) entries, counting each group once.
@@ -152,24 +217,22 @@ impl Router {
         self.index.read().len()
     }
 
-    /// Delivers `msg` to every matching connected subscriber. Never blocks.
-    pub fn route(&self, msg: &Arc<Message>) {
+    /// Delivers `msg` to the matching connected subscribers. Never blocks.
+    /// `logged`: the publish went through the replicated log, so persistent
+    /// sessions get it from their queue instead.
+    pub fn route(&self, msg: &Arc<Message>, logged: bool, mut shared: SharedChoice<'_>) {
         let index = self.index.read();
         let mut targets: Vec<Target<'_>> = Vec::new();
         index.for_each_match(&msg.topic, |_, entry| match entry {
             Entry::Direct(sub) => push_target(&mut targets, sub, msg),
             Entry::Shared(group) => {
-                // Balanced over members; a member whose queue is full is
-                // skipped in favour of the next one.
-                let n = group.members.len();
-                let start = group.next.fetch_add(1, Ordering::Relaxed);
-                for i in 0..n {
-                    if let Some(m) = group.members.get((start + i) % n)
-                        && (m.tx.capacity() > 0 || i + 1 == n)
-                    {
-                        push_target(&mut targets, m, msg);
-                        break;
-                    }
+                let take = match &mut shared {
+                    SharedChoice::Local => true,
+                    SharedChoice::Ask(ask) => ask(&group.key),
+                    SharedChoice::Only(keys) => keys.contains(&group.key),
+                };
+                if take {
+                    pick_member(&mut targets, group, msg);
                 }
             }
         });
@@ -192,8 +255,7 @@ impl Router {
             });
         }
         for t in targets {
-            // Persistent sessions get QoS≥1 from their replicated queue.
-            if t.sub.persistent && t.qos != QoS::AtMostOnce {
+            if logged && t.sub.persistent && t.qos != QoS::AtMostOnce {
                 continue;
             }
             let d = Delivery {
@@ -209,6 +271,21 @@ impl Router {
                     .dropped_queue_full
                     .fetch_add(1, Ordering::Relaxed),
             };
+        }
+    }
+}
+
+/// Balanced over members; a member whose queue is full is skipped in favour
+/// of the next one (a disconnected member is no longer in the group).
+fn pick_member<'a>(targets: &mut Vec<Target<'a>>, group: &'a SharedGroup, msg: &Message) {
+    let n = group.members.len();
+    let start = group.next.fetch_add(1, Ordering::Relaxed);
+    for i in 0..n {
+        if let Some(m) = group.members.get((start + i) % n)
+            && (m.tx.capacity() > 0 || i + 1 == n)
+        {
+            push_target(targets, m, msg);
+            return;
         }
     }
 }

@@ -39,10 +39,8 @@ impl Server {
                 })?;
             listeners.push((Arc::from(l.name.as_str()), sock));
         }
-        Ok(Server {
-            broker: Broker::new(config),
-            listeners,
-        })
+        let broker = Broker::start(config).await?;
+        Ok(Server { broker, listeners })
     }
 
     /// The bound addresses, in config order (useful with port 0).
@@ -57,13 +55,24 @@ impl Server {
     pub async fn run(self, stop: CancellationToken) {
         let broker = self.broker;
         // Connections this node held before a restart are gone: release
-        // their sessions before accepting new ones.
-        let released = Command::NodeDown {
-            node: broker.node_id,
-            now_ms: now_ms(),
-        };
-        if let Err(e) = broker.submit(released).await {
-            tracing::warn!(error = %e, "could not release sessions of a previous run");
+        // their sessions before accepting new ones (a session claimed by a
+        // new connection must never be released by this command).
+        loop {
+            let released = Command::NodeDown {
+                node: broker.node_id,
+                now_ms: now_ms(),
+            };
+            let attempt = tokio::select! {
+                r = broker.submit(released) => r,
+                _ = stop.cancelled() => return,
+            };
+            match attempt {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "waiting for the cluster before accepting clients");
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+            }
         }
         for (name, listener) in self.listeners {
             if let Ok(addr) = listener.local_addr() {
@@ -75,6 +84,7 @@ impl Server {
         }
         broker.tasks.spawn(broker.clone().run_expiry());
         broker.tasks.spawn(crate::sys::run(broker.clone()));
+        broker.tasks.spawn(broker.clone().run_peers());
 
         stop.cancelled().await;
         tracing::info!("shutting down");

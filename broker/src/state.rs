@@ -528,6 +528,61 @@ impl State {
     }
 }
 
+/// The serialized form of [`State`] (snapshots of the replicated log).
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    next_epoch: u64,
+    sessions: Vec<(ClientId, SessionRecord)>,
+    retained: Vec<Arc<Message>>,
+}
+
+/// A snapshot that cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("state snapshot: {0}")]
+pub struct SnapshotError(#[from] postcard::Error);
+
+impl State {
+    /// Serializes the whole state (sorted, so equal states give equal bytes).
+    pub fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
+        let mut sessions: Vec<(ClientId, SessionRecord)> = self
+            .sessions
+            .iter()
+            .map(|(c, r)| (c.clone(), r.clone()))
+            .collect();
+        sessions.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut retained = self.retained.iter_all();
+        retained.sort_by(|a, b| a.topic.cmp(&b.topic));
+        let snap = Snapshot {
+            next_epoch: self.next_epoch,
+            sessions,
+            retained,
+        };
+        Ok(postcard::to_stdvec(&snap)?)
+    }
+
+    /// Replaces the whole state with a snapshot; indexes are rebuilt.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+        let snap: Snapshot = postcard::from_bytes(bytes)?;
+        let mut fresh = State::new(self.limits);
+        fresh.next_epoch = snap.next_epoch;
+        for msg in snap.retained {
+            fresh.retained.set(msg);
+        }
+        for (client, rec) in snap.sessions {
+            for (sub, opts) in &rec.subscriptions {
+                if sub.share_group.is_none() {
+                    fresh
+                        .index
+                        .insert(&sub.filter, client.clone(), opts.clone());
+                }
+            }
+            fresh.sessions.insert(client, rec);
+        }
+        *self = fresh;
+        Ok(())
+    }
+}
+
 /// The session record if `epoch` still owns it; otherwise the command is stale.
 fn owned<'a>(
     sessions: &'a mut HashMap<ClientId, SessionRecord>,

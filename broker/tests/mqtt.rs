@@ -13,5 +13,31 @@
 mod clients;
 #[path = "mqtt/harness.rs"]
 mod harness;
+#[path = "mqtt/keepalive.rs"]
+mod keepalive;
+#[path = "mqtt/limits.rs"]
+mod limits;
+#[path = "mqtt/malformed.rs"]
+mod malformed;
 #[path = "mqtt/pubsub.rs"]
 mod pubsub;
+#[path = "mqtt/qos2.rs"]
+mod qos2;
+#[path = "mqtt/retained.rs"]
+mod retained;
+#[path = "mqtt/session.rs"]
+mod session;
+#[path = "mqtt/shared.rs"]
+mod shared;
+#[path = "mqtt/shutdown.rs"]
+mod shutdown;
+#[path = "mqtt/subscribe.rs"]
+mod subscribe;
+#[path = "mqtt/sys.rs"]
+mod sys;
+#[path = "mqtt/takeover.rs"]
+mod takeover;
+#[path = "mqtt/v5.rs"]
+mod v5;
+#[path = "mqtt/will.rs"]
+mod will;

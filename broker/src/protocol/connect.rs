@@ -25,6 +25,43 @@ const MAX_CLIENT_ID_LEN: usize = 256;
 /// How long a takeover waits for the previous connection to finish.
 const TAKEOVER_WAIT: Duration = Duration::from_secs(5);
 
+/// A reserved place under `limits.max_connections`, released on drop
+/// unless the connection is established.
+struct ConnectionSlot<'a> {
+    broker: &'a Broker,
+    kept: bool,
+}
+
+impl<'a> ConnectionSlot<'a> {
+    fn reserve(broker: &'a Broker) -> Option<ConnectionSlot<'a>> {
+        let max = broker.config.limits.max_connections;
+        let current = &broker.stats.connections_current;
+        if current.fetch_add(1, Ordering::AcqRel) >= max {
+            current.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(ConnectionSlot {
+            broker,
+            kept: false,
+        })
+    }
+
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for ConnectionSlot<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.broker
+                .stats
+                .connections_current
+                .fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
 /// Refuses a CONNECT: CONNACK with the reason (the codec maps it to a
 /// 3.1.1 return code), then the caller closes.
 async fn refuse<T: Transport>(writer: &mut Writer<T>, code: u8, why: &str) {
@@ -68,7 +105,10 @@ pub(super) async fn accept<T: Transport>(
             }
         }
     }
-    if broker.stats.connections_current.load(Ordering::Relaxed) >= cfg.limits.max_connections {
+    // Reserve the connection slot atomically; the guard gives it back on
+    // every refusal path below.
+    let slot = ConnectionSlot::reserve(broker);
+    if slot.is_none() {
         refuse(writer, reason::QUOTA_EXCEEDED, "connection limit").await;
         return None;
     }
@@ -252,8 +292,7 @@ pub(super) async fn accept<T: Transport>(
             out.set_resend_through(rec.next_seq.saturating_sub(1));
             for (sub, opts) in &rec.subscriptions {
                 broker.router.subscribe(
-                    &sub.filter,
-                    sub.share_group.as_ref(),
+                    sub,
                     LiveSub {
                         client: client_id.clone(),
                         opts: opts.clone(),
@@ -307,10 +346,10 @@ pub(super) async fn accept<T: Transport>(
         control.done.cancel();
         return None;
     }
-    broker
-        .stats
-        .connections_current
-        .fetch_add(1, Ordering::Relaxed);
+    // The connection now owns the slot; `finish` gives it back.
+    if let Some(slot) = slot {
+        slot.keep();
+    }
     broker
         .stats
         .connections_total

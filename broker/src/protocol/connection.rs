@@ -522,8 +522,7 @@ impl Connection {
                 subscription_id: sub_id,
             };
             self.broker.router.subscribe(
-                &sub.filter,
-                sub.share_group.as_ref(),
+                &sub,
                 LiveSub {
                     client: self.client_id.clone(),
                     opts: opts.clone(),
@@ -616,11 +615,7 @@ impl Connection {
                 Err(_) => reasons.push(reason::TOPIC_FILTER_INVALID),
                 Ok(sub) => {
                     let existed = self.subscriptions.remove(&sub).is_some();
-                    self.broker.router.unsubscribe(
-                        &sub.filter,
-                        sub.share_group.as_ref(),
-                        &self.client_id,
-                    );
+                    self.broker.router.unsubscribe(&sub, &self.client_id);
                     if existed && self.persistent {
                         durable.push(sub);
                     }
@@ -679,13 +674,8 @@ impl Connection {
         self.submit_acks().await;
 
         let broker = self.broker.clone();
-        broker
-            .clients
-            .remove_if(&self.client_id, |_, h| h.conn_id == self.conn_id);
         for sub in self.subscriptions.keys() {
-            broker
-                .router
-                .unsubscribe(&sub.filter, sub.share_group.as_ref(), &self.client_id);
+            broker.router.unsubscribe(sub, &self.client_id);
         }
         broker
             .stats
@@ -723,6 +713,11 @@ impl Connection {
             };
             schedule_will(&broker, self.client_id.clone(), will, delay);
         }
+        // Unregister last: a reconnect either finds this connection and waits
+        // for `done`, or finds its delayed will already registered to cancel.
+        broker
+            .clients
+            .remove_if(&self.client_id, |_, h| h.conn_id == self.conn_id);
         self.control.done.cancel();
     }
 }

@@ -314,3 +314,39 @@ fn node_down_releases_the_sessions_it_held() {
     assert_eq!(rec.disconnected_at_ms, Some(5));
     assert_eq!(s.session_counts(), (0, 1));
 }
+
+#[test]
+fn snapshot_restores_an_equal_state() {
+    let mut s = State::new(limits());
+    let (e, _) = connect(&mut s, "a", true, 60, 0);
+    apply(
+        &mut s,
+        Command::Subscribe {
+            client_id: cid("a"),
+            epoch: e,
+            subscriptions: vec![
+                (sub("t/#"), opts(QoS::AtLeastOnce)),
+                (sub("$share/g/x"), opts(QoS::AtMostOnce)),
+            ],
+        },
+    );
+    apply(
+        &mut s,
+        Command::Publish {
+            msg: msg("t/1", QoS::AtLeastOnce, true, b"r"),
+            now_ms: 1,
+        },
+    );
+    let bytes = s.snapshot().unwrap();
+    let mut r = State::new(limits());
+    r.restore(&bytes).unwrap();
+    assert_eq!(r.snapshot().unwrap(), bytes);
+    assert!(
+        r.needs_log(&msg("t/2", QoS::AtLeastOnce, false, b"x")),
+        "index rebuilt"
+    );
+    let (e2, present) = connect(&mut r, "a", false, 60, 2);
+    assert!(present);
+    assert!(e2 > e, "epochs keep growing after a restore");
+    assert!(r.restore(b"garbage").is_err());
+}

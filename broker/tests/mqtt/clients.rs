@@ -17,6 +17,9 @@ pub const QUIET: Duration = Duration::from_millis(700);
 pub struct V4 {
     pub client: rumqttc::AsyncClient,
     pub events: mpsc::UnboundedReceiver<Result<rumqttc::Event, String>>,
+    /// The task driving the event loop; aborting it drops the TCP
+    /// connection without DISCONNECT.
+    pub task: tokio::task::JoinHandle<()>,
 }
 
 /// Options for a 3.1.1 client.
@@ -33,9 +36,16 @@ pub async fn v4(b: &Broker, id: &str) -> V4 {
 
 /// Connects a 3.1.1 client with `opts` and waits for its CONNACK.
 pub async fn v4_with(opts: rumqttc::MqttOptions) -> V4 {
+    let (c, ack) = v4_with_ack(opts).await;
+    assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success, "{ack:?}");
+    c
+}
+
+/// Starts a 3.1.1 client without waiting for anything.
+pub fn v4_spawn(opts: rumqttc::MqttOptions) -> V4 {
     let (client, mut el) = rumqttc::AsyncClient::new(opts, 100);
     let (tx, events) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         loop {
             match el.poll().await {
                 Ok(ev) => {
@@ -50,10 +60,34 @@ pub async fn v4_with(opts: rumqttc::MqttOptions) -> V4 {
             }
         }
     });
-    let mut c = V4 { client, events };
+    V4 {
+        client,
+        events,
+        task,
+    }
+}
+
+/// Connects a 3.1.1 client; returns it with its (successful) CONNACK.
+pub async fn v4_with_ack(opts: rumqttc::MqttOptions) -> (V4, rumqttc::ConnAck) {
+    let mut c = v4_spawn(opts);
     let ack = c.connack().await;
-    assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success, "{ack:?}");
-    c
+    (c, ack)
+}
+
+/// Connects a 3.1.1 client that the broker must refuse; returns the error.
+pub async fn v4_refused(opts: rumqttc::MqttOptions) -> String {
+    let mut c = v4_spawn(opts);
+    loop {
+        match tokio::time::timeout(WAIT, c.events.recv()).await {
+            Ok(Some(Err(e))) => return e,
+            Ok(Some(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(a))))) => {
+                panic!("connection was accepted: {a:?}")
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(None) => panic!("event loop ended"),
+            Err(_) => panic!("timed out waiting for the refusal"),
+        }
+    }
 }
 
 impl V4 {
@@ -142,6 +176,9 @@ impl V4 {
 pub struct V5 {
     pub client: v5::AsyncClient,
     pub events: mpsc::UnboundedReceiver<Result<v5::Event, String>>,
+    /// The task driving the event loop; aborting it drops the TCP
+    /// connection without DISCONNECT.
+    pub task: tokio::task::JoinHandle<()>,
 }
 
 /// Options for a 5.0 client.
@@ -164,9 +201,33 @@ pub async fn v5(b: &Broker, id: &str) -> V5 {
 
 /// Connects a 5.0 client with `opts`; returns it with its CONNACK.
 pub async fn v5_with(opts: v5::MqttOptions) -> (V5, v5::mqttbytes::v5::ConnAck) {
+    let mut c = v5_spawn(opts);
+    let ack = c.connack().await;
+    (c, ack)
+}
+
+/// Connects a 5.0 client that the broker must refuse; returns the error
+/// (e.g. `ConnectionRefused(QuotaExceeded)`).
+pub async fn v5_refused(opts: v5::MqttOptions) -> String {
+    let mut c = v5_spawn(opts);
+    loop {
+        match tokio::time::timeout(WAIT, c.events.recv()).await {
+            Ok(Some(Err(e))) => return e,
+            Ok(Some(Ok(v5::Event::Incoming(v5::Incoming::ConnAck(a))))) => {
+                panic!("connection was accepted: {a:?}")
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(None) => panic!("event loop ended"),
+            Err(_) => panic!("timed out waiting for the refusal"),
+        }
+    }
+}
+
+/// Starts a 5.0 client without waiting for anything.
+pub fn v5_spawn(opts: v5::MqttOptions) -> V5 {
     let (client, mut el) = v5::AsyncClient::new(opts, 100);
     let (tx, events) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         loop {
             match el.poll().await {
                 Ok(ev) => {
@@ -181,9 +242,11 @@ pub async fn v5_with(opts: v5::MqttOptions) -> (V5, v5::mqttbytes::v5::ConnAck) 
             }
         }
     });
-    let mut c = V5 { client, events };
-    let ack = c.connack().await;
-    (c, ack)
+    V5 {
+        client,
+        events,
+        task,
+    }
 }
 
 impl V5 {
@@ -274,4 +337,120 @@ impl V5 {
             }
         }
     }
+}
+
+impl V4 {
+    /// Drops the TCP connection without DISCONNECT.
+    pub fn kill(&self) {
+        self.task.abort();
+    }
+
+    /// Sends DISCONNECT and waits until the connection is closed.
+    pub async fn disconnect(&mut self) {
+        self.client.disconnect().await.unwrap();
+        self.closed().await;
+    }
+
+    /// Waits for an UNSUBACK.
+    pub async fn unsuback(&mut self) -> rumqttc::UnsubAck {
+        loop {
+            if let rumqttc::Event::Incoming(rumqttc::Packet::UnsubAck(a)) = self.next().await {
+                return a;
+            }
+        }
+    }
+
+    /// Every PUBLISH received until none arrives for [`QUIET`].
+    pub async fn collect(&mut self) -> Vec<rumqttc::Publish> {
+        let mut out = Vec::new();
+        loop {
+            match tokio::time::timeout(QUIET, self.events.recv()).await {
+                Err(_) | Ok(None) => return out,
+                Ok(Some(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))))) => out.push(p),
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(e))) => panic!("connection error: {e}"),
+            }
+        }
+    }
+}
+
+impl V5 {
+    /// Drops the TCP connection without DISCONNECT.
+    pub fn kill(&self) {
+        self.task.abort();
+    }
+
+    /// Sends DISCONNECT (normal) and waits until the connection is closed.
+    pub async fn disconnect(&mut self) {
+        self.client.disconnect().await.unwrap();
+        self.closed().await;
+    }
+
+    /// Waits until the connection ends; returns the error, which names the
+    /// reason of a broker DISCONNECT (e.g. `ServerDisconnect { reason_code:
+    /// SessionTakenOver, .. }`).
+    pub async fn closed(&mut self) -> String {
+        loop {
+            match tokio::time::timeout(WAIT, self.events.recv()).await {
+                Ok(Some(Err(e))) => return e,
+                Ok(Some(Ok(v5::Event::Incoming(v5::Incoming::Disconnect(d))))) => {
+                    return format!("ServerDisconnect {{ reason_code: {:?} }}", d.reason_code);
+                }
+                Ok(Some(Ok(_))) => continue,
+                Ok(None) => return "ended".into(),
+                Err(_) => panic!("connection was not closed"),
+            }
+        }
+    }
+
+    /// Waits for an UNSUBACK.
+    pub async fn unsuback(&mut self) -> v5::mqttbytes::v5::UnsubAck {
+        loop {
+            if let v5::Event::Incoming(v5::Incoming::UnsubAck(a)) = self.next().await {
+                return a;
+            }
+        }
+    }
+
+    /// Every PUBLISH received until none arrives for [`QUIET`].
+    pub async fn collect(&mut self) -> Vec<v5::mqttbytes::v5::Publish> {
+        let mut out = Vec::new();
+        loop {
+            match tokio::time::timeout(QUIET, self.events.recv()).await {
+                Err(_) | Ok(None) => return out,
+                Ok(Some(Ok(v5::Event::Incoming(v5::Incoming::Publish(p))))) => out.push(p),
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(e))) => panic!("connection error: {e}"),
+            }
+        }
+    }
+}
+
+/// Empty v5 PUBLISH properties, to fill in with struct update syntax.
+pub fn props5() -> v5::mqttbytes::v5::PublishProperties {
+    v5::mqttbytes::v5::PublishProperties::default()
+}
+
+/// Waits until `$SYS/broker/clients/connected` reports `n` clients besides
+/// the watcher itself (needs a short `[sys] interval`). Connection counts
+/// drop only after a closed connection's subscriptions are gone, so this is
+/// a reliable "the broker has finished with that client" signal.
+pub async fn wait_connected(b: &Broker, n: usize) {
+    let mut w = v5(b, "sys-watcher").await;
+    w.subscribe(
+        "$SYS/broker/clients/connected",
+        v5::mqttbytes::QoS::AtMostOnce,
+    )
+    .await;
+    let want = (n + 1).to_string();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let p = tokio::time::timeout_at(deadline, w.publish())
+            .await
+            .unwrap_or_else(|_| panic!("clients/connected never reached {n}"));
+        if p.payload[..] == *want.as_bytes() {
+            break;
+        }
+    }
+    w.disconnect().await;
 }

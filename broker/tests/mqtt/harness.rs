@@ -57,9 +57,15 @@ impl Broker {
                 }
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("broker did not report its listen address");
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a,
+            Err(_) => {
+                // Never leave an orphan broker behind.
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("broker did not report its listen address");
+            }
+        };
         Broker {
             child,
             addr,
@@ -175,4 +181,234 @@ pub fn frame(header: u8, body: &[u8]) -> Vec<u8> {
     }
     out.extend_from_slice(body);
     out
+}
+
+/// A 2-byte length prefix followed by `s` (UTF-8 string or binary data).
+pub fn str16(s: &[u8]) -> Vec<u8> {
+    let mut out = (s.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(s);
+    out
+}
+
+/// A variable byte integer.
+pub fn varint(mut n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let mut byte = (n % 128) as u8;
+        n /= 128;
+        if n > 0 {
+            byte |= 0x80;
+        }
+        out.push(byte);
+        if n == 0 {
+            return out;
+        }
+    }
+}
+
+/// A v5 property block (length prefix + `props`).
+pub fn props(props: &[u8]) -> Vec<u8> {
+    let mut out = varint(props.len());
+    out.extend_from_slice(props);
+    out
+}
+
+/// A CONNECT with full control: `level` 4 or 5 (5 adds the `props` block
+/// and, with a will, `will_props`); `flags` as on the wire; `payload_rest`
+/// follows the client id (will topic/payload, user name, password).
+pub fn connect_raw(
+    level: u8,
+    flags: u8,
+    keep_alive: u16,
+    connect_props: &[u8],
+    client_id: &[u8],
+    payload_rest: &[u8],
+) -> Vec<u8> {
+    let mut body = str16(b"MQTT");
+    body.push(level);
+    body.push(flags);
+    body.extend_from_slice(&keep_alive.to_be_bytes());
+    if level == 5 {
+        body.extend_from_slice(&props(connect_props));
+    }
+    body.extend_from_slice(&str16(client_id));
+    body.extend_from_slice(payload_rest);
+    frame(0x10, &body)
+}
+
+/// The payload part of a will for [`connect_raw`]: (v5 will properties),
+/// topic, payload. Set flag 0x04 (and QoS/retain bits) yourself.
+pub fn will_payload(v5: bool, will_props: &[u8], topic: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    if v5 {
+        out.extend_from_slice(&props(will_props));
+    }
+    out.extend_from_slice(&str16(topic.as_bytes()));
+    out.extend_from_slice(&str16(payload));
+    out
+}
+
+/// A PUBLISH (`flags` = DUP/QoS/RETAIN bits); v5 adds the property block.
+pub fn publish_raw(
+    v5: bool,
+    flags: u8,
+    topic: &[u8],
+    pkid: u16,
+    publish_props: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut body = str16(topic);
+    if (flags >> 1) & 0b11 != 0 {
+        body.extend_from_slice(&pkid.to_be_bytes());
+    }
+    if v5 {
+        body.extend_from_slice(&props(publish_props));
+    }
+    body.extend_from_slice(payload);
+    frame(0x30 | flags, &body)
+}
+
+/// A SUBSCRIBE with (filter, options byte) pairs; v5 adds an empty property block.
+pub fn subscribe_raw(v5: bool, pkid: u16, filters: &[(&[u8], u8)]) -> Vec<u8> {
+    let mut body = pkid.to_be_bytes().to_vec();
+    if v5 {
+        body.push(0);
+    }
+    for (f, opts) in filters {
+        body.extend_from_slice(&str16(f));
+        body.push(*opts);
+    }
+    frame(0x82, &body)
+}
+
+/// Splits a byte stream into packets: (first byte, body).
+pub fn split_packets(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    while let Some(&b1) = bytes.first() {
+        let mut len = 0usize;
+        let mut i = 1;
+        loop {
+            let Some(&b) = bytes.get(i) else {
+                return out;
+            };
+            len |= usize::from(b & 0x7f) << (7 * (i - 1));
+            i += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        let Some(body) = bytes.get(i..i + len) else {
+            return out;
+        };
+        out.push((b1, body.to_vec()));
+        bytes = &bytes[i + len..];
+    }
+    out
+}
+
+/// The reason code of a v5 DISCONNECT among `bytes` (what a closing
+/// broker sent), if there is one. An empty DISCONNECT body means 0x00.
+pub fn disconnect_reason(bytes: &[u8]) -> Option<u8> {
+    split_packets(bytes)
+        .into_iter()
+        .find(|(b1, _)| *b1 == 0xE0)
+        .map(|(_, body)| body.first().copied().unwrap_or(0))
+}
+
+impl Raw {
+    /// Reads one packet: (first byte, body); `None` if the broker closed.
+    pub fn read_packet(&mut self) -> Option<(u8, Vec<u8>)> {
+        let mut b1 = [0u8; 1];
+        match self.stream.read(&mut b1) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+            Err(e) => panic!("no packet from the broker: {e}"),
+        }
+        let mut len = 0usize;
+        for i in 0..4 {
+            let b = self.read_exact(1)[0];
+            len |= usize::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        Some((b1[0], self.read_exact(len)))
+    }
+
+    /// Reads one packet; panics if the broker closed the connection.
+    pub fn packet(&mut self) -> (u8, Vec<u8>) {
+        self.read_packet()
+            .expect("the broker closed the connection, a packet was expected")
+    }
+
+    /// Connects with `connect` bytes and expects a successful CONNACK.
+    pub fn connected(b: &Broker, connect: &[u8]) -> Raw {
+        let mut r = Raw::connect(b);
+        r.send(connect);
+        let (b1, body) = r.packet();
+        assert_eq!(b1, 0x20, "expected CONNACK, got {b1:#x} {body:?}");
+        assert_eq!(body.get(1), Some(&0), "CONNACK refused: {body:?}");
+        r
+    }
+
+    /// A 3.1.1 connection after a successful CONNACK.
+    pub fn v4(b: &Broker, id: &str) -> Raw {
+        Raw::connected(b, &connect_v4(id))
+    }
+
+    /// A 5.0 connection after a successful CONNACK.
+    pub fn v5(b: &Broker, id: &str) -> Raw {
+        Raw::connected(b, &connect_v5(id))
+    }
+
+    /// Expects the broker to close the connection without sending anything
+    /// (3.1.1 behaviour on a protocol violation).
+    pub fn expect_silent_close(&mut self) {
+        let got = self.read_to_close();
+        assert!(got.is_empty(), "expected a silent close, got {got:02x?}");
+    }
+
+    /// Expects the broker to close a v5 connection, sending at most a
+    /// DISCONNECT with an error reason (≥ 0x80); returns the reason if sent.
+    pub fn expect_v5_error_close(&mut self) -> Option<u8> {
+        let got = self.read_to_close();
+        let packets = split_packets(&got);
+        assert!(
+            packets.iter().all(|(b1, _)| *b1 == 0xE0),
+            "only a DISCONNECT may precede the close, got {got:02x?}"
+        );
+        let reason = disconnect_reason(&got);
+        if let Some(r) = reason {
+            assert!(r >= 0x80, "DISCONNECT reason {r:#x} is not an error");
+        }
+        reason
+    }
+
+    /// Expects the close of a connection whose CONNECT was refused: at most a
+    /// CONNACK with a non-zero code, never a successful one.
+    pub fn expect_refused_close(&mut self) {
+        let got = self.read_to_close();
+        for (b1, body) in split_packets(&got) {
+            assert_eq!(b1, 0x20, "unexpected packet {b1:#x} {body:?}");
+            assert_ne!(body.get(1), Some(&0), "CONNECT was accepted: {got:02x?}");
+        }
+    }
+
+    /// Sends PINGREQ and expects PINGRESP: the connection is still usable.
+    pub fn ping(&mut self) {
+        self.send(&[0xC0, 0x00]);
+        let (b1, body) = self.packet();
+        assert_eq!((b1, body.len()), (0xD0, 0), "expected PINGRESP");
+    }
+}
+
+/// Asserts the broker still serves fresh clients (3.1.1 and 5.0): each gets
+/// a successful CONNACK and answers a PINGREQ.
+pub fn assert_alive(b: &Broker) {
+    // Keep alive 0: valid whatever `max_keep_alive_secs` a test configured.
+    let mut v4 = Raw::connected(b, &connect_raw(4, 0x02, 0, &[], b"alive-check-4", &[]));
+    v4.ping();
+    let mut v5 = Raw::connected(b, &connect_raw(5, 0x02, 0, &[], b"alive-check-5", &[]));
+    v5.ping();
 }
