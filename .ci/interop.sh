@@ -74,7 +74,7 @@ PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 
 echo "== starting $STARLING on 127.0.0.1:$PORT (data dir $TMP/data)"
 mkdir -p "$TMP/data"
-STARLING_LOG=${STARLING_LOG:-info} "$STARLING" serve --listen "127.0.0.1:$PORT" --data-dir "$TMP/data" \
+STARLING_LOG=${STARLING_LOG:-info} "$STARLING" serve --listen "127.0.0.1:$PORT" --admin-listen 127.0.0.1:0 --data-dir "$TMP/data" \
   2>"$BROKER_LOG" >/dev/null </dev/null &
 BROKER_PID=$!
 

@@ -124,6 +124,9 @@ pub(crate) struct Broker {
     /// `$SYS` retained values: node-local, never replicated.
     pub sys_retained: Mutex<BTreeMap<String, Arc<Message>>>,
     pub shutdown: CancellationToken,
+    /// Set once the node has released its previous run's sessions and
+    /// accepts clients (part of readiness).
+    pub accepting: std::sync::atomic::AtomicBool,
     pub tasks: TaskTracker,
     next_conn: AtomicU64,
     pub started: Instant,
@@ -204,6 +207,7 @@ impl Broker {
             stats: Stats::default(),
             sys_retained: Mutex::new(BTreeMap::new()),
             shutdown: CancellationToken::new(),
+            accepting: std::sync::atomic::AtomicBool::new(false),
             tasks: TaskTracker::new(),
             next_conn: AtomicU64::new(1),
             started: Instant::now(),

@@ -29,6 +29,8 @@ pub struct Config {
     pub sys: SysConfig,
     /// Raft group and peer links (a single node is a cluster of one).
     pub cluster: ClusterSection,
+    /// Admin HTTP listener (health, cluster API).
+    pub admin: AdminConfig,
 }
 
 impl Default for Config {
@@ -40,6 +42,7 @@ impl Default for Config {
             session: SessionConfig::default(),
             sys: SysConfig::default(),
             cluster: ClusterSection::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -180,6 +183,26 @@ impl Default for SysConfig {
     fn default() -> SysConfig {
         SysConfig {
             interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The admin HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address to bind (`/livez`, `/readyz`, `/api/v1`).
+    pub listen: SocketAddr,
+    /// File holding the bearer token for `/api/v1`; without one the API is
+    /// disabled (health endpoints stay open).
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> AdminConfig {
+        AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9100)),
+            token_file: None,
         }
     }
 }

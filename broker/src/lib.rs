@@ -29,6 +29,7 @@ pub mod state;
 pub mod subscriptions;
 pub mod topic;
 
+mod admin;
 mod broker;
 mod clustering;
 mod error;

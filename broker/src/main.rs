@@ -30,6 +30,42 @@ struct Cli {
 enum Command {
     /// Run a broker node.
     Serve(ServeArgs),
+    /// Inspect or change the cluster through a node's admin API.
+    Cluster(ClusterArgs),
+}
+
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// Admin API base URL of any node.
+    #[arg(
+        long,
+        env = "STARLING_ADMIN_URL",
+        default_value = "http://127.0.0.1:9100"
+    )]
+    admin: String,
+    /// File holding the admin bearer token.
+    #[arg(long, env = "STARLING_ADMIN_TOKEN_FILE")]
+    token_file: PathBuf,
+    #[command(subcommand)]
+    action: ClusterAction,
+}
+
+#[derive(Subcommand)]
+enum ClusterAction {
+    /// Members, roles, leader, term, log indexes and lag (JSON).
+    Status,
+    /// Add a node (as learner, promoted to voter once caught up).
+    Add {
+        /// Node id.
+        id: u64,
+        /// `host:port` of its cluster listener.
+        addr: String,
+    },
+    /// Remove a node from the membership.
+    Remove {
+        /// Node id.
+        id: u64,
+    },
 }
 
 #[derive(clap::Args)]
@@ -58,6 +94,9 @@ struct ServeArgs {
     /// File holding the cluster's shared secret.
     #[arg(long, env = "STARLING_CLUSTER_SECRET_FILE")]
     cluster_secret_file: Option<PathBuf>,
+    /// Admin HTTP address (`/livez`, `/readyz`, `/api/v1`).
+    #[arg(long, env = "STARLING_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
     /// Log filter (tracing env-filter syntax), e.g. `info` or `starling_broker=debug`.
     #[arg(long, env = "STARLING_LOG", default_value = "info")]
     log: String,
@@ -70,6 +109,55 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Cluster(args) => cluster(args),
+    }
+}
+
+/// `starling cluster …`: one admin API call, result printed as JSON.
+fn cluster(args: ClusterArgs) -> ExitCode {
+    let token = match std::fs::read_to_string(&args.token_file) {
+        Ok(t) => t.trim().to_owned(),
+        Err(e) => {
+            eprintln!("starling: cannot read {}: {e}", args.token_file.display());
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let base = args.admin.trim_end_matches('/');
+    let auth = format!("Bearer {token}");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(15)))
+        .build()
+        .into();
+    let result = match args.action {
+        ClusterAction::Status => agent
+            .get(format!("{base}/api/v1/cluster"))
+            .header("Authorization", &auth)
+            .call(),
+        ClusterAction::Add { id, addr } => agent
+            .post(format!("{base}/api/v1/cluster/nodes"))
+            .header("Authorization", &auth)
+            .send_json(serde_json::json!({ "id": id, "addr": addr })),
+        ClusterAction::Remove { id } => agent
+            .delete(format!("{base}/api/v1/cluster/nodes/{id}"))
+            .header("Authorization", &auth)
+            .call(),
+    };
+    match result {
+        Ok(mut resp) => {
+            let status = resp.status();
+            let body = resp.body_mut().read_to_string().unwrap_or_default();
+            println!("{body}");
+            if status.is_success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("starling: admin API at {base}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -98,6 +186,9 @@ fn load_config(args: &ServeArgs) -> Result<Config, StartError> {
     }
     if let Some(id) = args.node_id {
         config.node.id = id;
+    }
+    if let Some(addr) = args.admin_listen {
+        config.admin.listen = addr;
     }
     let c = &mut config.cluster;
     if args.cluster_listen.is_some() {

@@ -22,6 +22,8 @@ use crate::state::Command;
 pub struct Server {
     broker: Arc<Broker>,
     listeners: Vec<(Arc<str>, TcpListener)>,
+    admin: TcpListener,
+    admin_token: Option<Arc<str>>,
 }
 
 impl Server {
@@ -39,8 +41,39 @@ impl Server {
                 })?;
             listeners.push((Arc::from(l.name.as_str()), sock));
         }
+        let admin_token = match &config.admin.token_file {
+            None => None,
+            Some(path) => {
+                let token = std::fs::read_to_string(path).map_err(|e| {
+                    StartError::Config(crate::ConfigError::Invalid {
+                        key: "admin.token_file",
+                        reason: format!("cannot read {}: {e}", path.display()),
+                    })
+                })?;
+                let token = token.trim();
+                if token.len() < 16 {
+                    return Err(StartError::Config(crate::ConfigError::Invalid {
+                        key: "admin.token_file",
+                        reason: "the token must be at least 16 characters".into(),
+                    }));
+                }
+                Some(Arc::from(token))
+            }
+        };
+        let admin = TcpListener::bind(config.admin.listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                name: "admin".into(),
+                addr: config.admin.listen,
+                source,
+            })?;
         let broker = Broker::start(config).await?;
-        Ok(Server { broker, listeners })
+        Ok(Server {
+            broker,
+            listeners,
+            admin,
+            admin_token,
+        })
     }
 
     /// The bound addresses, in config order (useful with port 0).
@@ -54,6 +87,14 @@ impl Server {
     /// Serves until `stop` is cancelled, then drains.
     pub async fn run(self, stop: CancellationToken) {
         let broker = self.broker;
+        if let Ok(addr) = self.admin.local_addr() {
+            tracing::info!(%addr, "listening for admin HTTP");
+        }
+        broker.tasks.spawn(crate::admin::serve(
+            self.admin,
+            broker.clone(),
+            self.admin_token,
+        ));
         // Connections this node held before a restart are gone: release
         // their sessions before accepting new ones (a session claimed by a
         // new connection must never be released by this command).
@@ -74,6 +115,9 @@ impl Server {
                 }
             }
         }
+        broker
+            .accepting
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         for (name, listener) in self.listeners {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(listener = %name, %addr, "listening for MQTT");

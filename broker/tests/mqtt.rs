@@ -9,6 +9,8 @@
     missing_docs
 )]
 
+#[path = "mqtt/admin.rs"]
+mod admin;
 #[path = "mqtt/clients.rs"]
 mod clients;
 #[path = "mqtt/harness.rs"]

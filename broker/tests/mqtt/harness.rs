@@ -12,6 +12,8 @@ use std::time::Duration;
 pub struct Broker {
     child: Child,
     pub addr: SocketAddr,
+    /// Admin HTTP address.
+    pub admin: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
@@ -24,9 +26,26 @@ impl Broker {
     /// A broker whose config file gets `extra` TOML appended (sections
     /// other than `[[listeners]]`).
     pub fn start_with(extra: &str) -> Broker {
+        Broker::start_full(extra, None)
+    }
+
+    /// A broker whose admin API accepts `token`.
+    pub fn start_with_token(extra: &str, token: &str) -> Broker {
+        Broker::start_full(extra, Some(token))
+    }
+
+    fn start_full(extra: &str, token: Option<&str>) -> Broker {
         let dir = tempfile::tempdir().expect("tempdir");
+        let token_line = match token {
+            Some(t) => {
+                let p = dir.path().join("admin-token");
+                std::fs::write(&p, t).expect("write token");
+                format!("token_file = \"{}\"\n", p.display())
+            }
+            None => String::new(),
+        };
         let config = format!(
-            "[[listeners]]\nname = \"mqtt\"\nbind = \"127.0.0.1:0\"\n\n[node]\ndata_dir = \"{}\"\n\n{extra}\n",
+            "[[listeners]]\nname = \"mqtt\"\nbind = \"127.0.0.1:0\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n{token_line}\n[node]\ndata_dir = \"{}\"\n\n{extra}\n",
             dir.path().join("data").display()
         );
         let path = dir.path().join("starling.toml");
@@ -42,18 +61,25 @@ impl Broker {
             .expect("spawn starling");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
+        let admin = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let admin_slot = admin.clone();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[starling] {line}");
-                if line.contains("listening for MQTT")
-                    && let Some(addr) = line
-                        .split("addr=")
-                        .nth(1)
-                        .and_then(|s| s.split_whitespace().next())
-                    && let (Some(tx), Ok(a)) = (tx.take(), addr.parse::<SocketAddr>())
-                {
-                    let _ = tx.send(a);
+                let addr = line
+                    .split("addr=")
+                    .nth(1)
+                    .and_then(|s| s.split_whitespace().next())
+                    .and_then(|a| a.parse::<SocketAddr>().ok());
+                if let Some(a) = addr {
+                    if line.contains("listening for admin HTTP") {
+                        *admin_slot.lock().unwrap() = Some(a);
+                    } else if line.contains("listening for MQTT")
+                        && let Some(tx) = tx.take()
+                    {
+                        let _ = tx.send(a);
+                    }
                 }
             }
         });
@@ -66,9 +92,12 @@ impl Broker {
                 panic!("broker did not report its listen address");
             }
         };
+        // The admin listener is announced before the MQTT one.
+        let admin = admin.lock().unwrap().expect("admin address");
         Broker {
             child,
             addr,
+            admin,
             _dir: dir,
         }
     }

@@ -1,0 +1,167 @@
+//! The admin HTTP listener (axum): health for Kubernetes and the cluster API.
+//!
+//! `/livez` and `/readyz` are open (probes carry no credentials); everything
+//! under `/api/v1` needs `Authorization: Bearer <token>` and is disabled when
+//! no token is configured. The operations issue extends this with
+//! `/metrics` and client/retained/ban endpoints.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+
+use crate::broker::Broker;
+use crate::message::now_ms;
+use crate::state::Command;
+
+/// Serves the admin API until the broker shuts down.
+pub(crate) async fn serve(listener: TcpListener, broker: Arc<Broker>, token: Option<Arc<str>>) {
+    let shutdown = broker.shutdown.clone();
+    let app = Router::new()
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/cluster", get(cluster_status))
+        .route("/api/v1/cluster/nodes", post(add_node))
+        .route("/api/v1/cluster/nodes/{id}", delete(remove_node))
+        .with_state(Admin { broker, token });
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+    if let Err(e) = served {
+        tracing::error!(error = %e, "admin listener failed");
+    }
+}
+
+#[derive(Clone)]
+struct Admin {
+    broker: Arc<Broker>,
+    token: Option<Arc<str>>,
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+impl Admin {
+    /// Checks the bearer token in constant time.
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), (StatusCode, &'static str)> {
+        let Some(token) = &self.token else {
+            return Err((
+                StatusCode::FORBIDDEN,
+                "admin API disabled: no admin.token_file configured",
+            ));
+        };
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+            Ok(())
+        } else {
+            Err((StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
+        }
+    }
+}
+
+/// Ready = accepting clients, a member with a leader and quorum, caught up,
+/// and not draining.
+async fn readyz(State(a): State<Admin>) -> Response {
+    let b = &a.broker;
+    if b.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
+    }
+    if !b.accepting.load(Ordering::Relaxed) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not accepting clients yet\n",
+        )
+            .into_response();
+    }
+    if !b.membership.cluster.is_ready() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster: no quorum, no leader or not caught up\n",
+        )
+            .into_response();
+    }
+    (StatusCode::OK, "ready\n").into_response()
+}
+
+async fn cluster_status(State(a): State<Admin>, headers: HeaderMap) -> Response {
+    if let Err((status, why)) = a.authorize(&headers) {
+        return error(status, why);
+    }
+    Json(a.broker.membership.cluster.status()).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewNode {
+    id: u64,
+    addr: String,
+}
+
+async fn add_node(
+    State(a): State<Admin>,
+    headers: HeaderMap,
+    body: Result<Json<NewNode>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Err((status, why)) = a.authorize(&headers) {
+        return error(status, why);
+    }
+    let Json(node) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.body_text()),
+    };
+    if node.id == 0 || node.addr.rsplit_once(':').is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "need a non-zero id and addr host:port",
+        );
+    }
+    match a
+        .broker
+        .membership
+        .cluster
+        .add_node(node.id, node.addr)
+        .await
+    {
+        Ok(()) => Json(a.broker.membership.cluster.status()).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+async fn remove_node(
+    State(a): State<Admin>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err((status, why)) = a.authorize(&headers) {
+        return error(status, why);
+    }
+    let Ok(id) = id.parse::<u64>() else {
+        return error(StatusCode::BAD_REQUEST, "node id must be a number");
+    };
+    if let Err(e) = a.broker.membership.cluster.remove_node(id).await {
+        return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+    }
+    // The removed node's connections are gone for the cluster's purposes:
+    // release its sessions so they can expire or be resumed elsewhere.
+    let released = Command::NodeDown {
+        node: id,
+        now_ms: now_ms(),
+    };
+    if let Err(e) = a.broker.submit(released).await {
+        return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+    }
+    Json(a.broker.membership.cluster.status()).into_response()
+}
