@@ -4,7 +4,8 @@
 #
 # usage: bash .ci/interop.sh PATH_TO_STARLING
 #
-# Starts its own broker on a free loopback port with a temporary data dir,
+# Starts its own broker on free loopback ports (MQTT over TCP, WebSocket on
+# /mqtt, and TLS with a certificate made here with openssl) with a temporary data dir,
 # stops only that broker (by PID) on exit, prints `PASS name` / `FAIL name: why`
 # for each check and a closing `N passed, M failed` line; exits non-zero if
 # any check failed or the broker could not be started.
@@ -20,9 +21,9 @@ if [[ ! -x $STARLING ]]; then
   echo "interop: $STARLING is not an executable" >&2
   exit 64
 fi
-for tool in mosquitto_pub mosquitto_sub python3 stdbuf; do
+for tool in mosquitto_pub mosquitto_sub python3 stdbuf openssl; do
   if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "interop: $tool not found (apt-get install mosquitto-clients python3)" >&2
+    echo "interop: $tool not found (apt-get install mosquitto-clients python3 openssl)" >&2
     exit 2
   fi
 done
@@ -70,11 +71,51 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+PORT=$(free_port)
+WS_PORT=$(free_port)
+TLS_PORT=$(free_port)
 
-echo "== starting $STARLING on 127.0.0.1:$PORT (data dir $TMP/data)"
+# A throw-away CA and a server certificate for 127.0.0.1/localhost.
+TLS=$TMP/tls
+mkdir -p "$TLS"
+if ! {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -keyout "$TLS/ca.key" -out "$TLS/ca.crt" -subj "/CN=Starling interop CA" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" &&
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+      -keyout "$TLS/tls.key" -out "$TLS/tls.csr" -subj "/CN=localhost" &&
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n' >"$TLS/ext.cnf" &&
+    openssl x509 -req -in "$TLS/tls.csr" -CA "$TLS/ca.crt" -CAkey "$TLS/ca.key" -CAcreateserial \
+      -days 2 -extfile "$TLS/ext.cnf" -out "$TLS/tls.crt"
+} >"$TMP/openssl.log" 2>&1; then
+  echo "interop: openssl could not make test certificates:" >&2
+  cat "$TMP/openssl.log" >&2
+  exit 2
+fi
+
+cat >"$TMP/starling.toml" <<TOML
+[[listeners]]
+name = "mqtt"
+bind = "127.0.0.1:$PORT"
+
+[[listeners]]
+name = "ws"
+bind = "127.0.0.1:$WS_PORT"
+websocket = true
+websocket_path = "/mqtt"
+
+[[listeners]]
+name = "mqtts"
+bind = "127.0.0.1:$TLS_PORT"
+[listeners.tls]
+cert = "$TLS/tls.crt"
+key = "$TLS/tls.key"
+TOML
+
+echo "== starting $STARLING on 127.0.0.1:$PORT (WebSocket :$WS_PORT, TLS :$TLS_PORT, data dir $TMP/data)"
 mkdir -p "$TMP/data"
-STARLING_LOG=${STARLING_LOG:-info} "$STARLING" serve --listen "127.0.0.1:$PORT" --admin-listen 127.0.0.1:0 --data-dir "$TMP/data" \
+STARLING_LOG=${STARLING_LOG:-info} "$STARLING" serve --config "$TMP/starling.toml" --admin-listen 127.0.0.1:0 --data-dir "$TMP/data" \
   2>"$BROKER_LOG" >/dev/null </dev/null &
 BROKER_PID=$!
 
@@ -299,13 +340,39 @@ if pub "$check" -V mqttv5 -t "$T/expiring" -q 1 -r -m short-lived -D publish mes
   expect_nothing "$check" "expiry"
 fi
 
+# TLS: a publisher over TLS (server certificate checked against our CA)
+# reaches a subscriber over plain TCP, at both protocol versions; plain MQTT
+# on the TLS port is refused.
+for V in mqttv311 mqttv5; do
+  check="mosq $V publish over TLS"
+  if sub_start "tls-$V" '%p' -V "$V" -t "interop/mosq/tls/$V" -q 1 -C 1 -W 10; then
+    rc=0
+    mosquitto_pub -h 127.0.0.1 -p "$TLS_PORT" --cafile "$TLS/ca.crt" -V "$V" -t "interop/mosq/tls/$V" -q 1 \
+      -m "over tls $V" >"$TMP/tls-pub.out" 2>&1 || rc=$?
+    if [[ $rc -ne 0 ]]; then
+      fail "$check" "mosquitto_pub over TLS exited $rc: $(oneline "$(cat "$TMP/tls-pub.out")")"
+    else
+      sub_wait "tls-$V"
+      expect_msgs "$check" "tls-$V" "over tls $V"
+    fi
+  else
+    fail "$check" "subscriber did not get SUBACK"
+  fi
+done
+check="mosq plain MQTT on the TLS port is refused"
+if timeout 15 mosquitto_pub -h 127.0.0.1 -p "$TLS_PORT" -t interop/mosq/tls/plain -m x >/dev/null 2>&1; then
+  fail "$check" "mosquitto_pub without TLS succeeded on the TLS port"
+else
+  pass "$check"
+fi
+
 if ! kill -0 "$BROKER_PID" 2>/dev/null; then
   fail "broker alive after mosquitto checks" "broker process $BROKER_PID exited"
 fi
 
 echo "== paho-mqtt"
 rc=0
-python3 "$HERE/interop_paho.py" --port "$PORT" | tee "$TMP/paho.out" || rc=$?   # pipefail: python's status
+python3 "$HERE/interop_paho.py" --port "$PORT" --ws-port "$WS_PORT" | tee "$TMP/paho.out" || rc=$?   # pipefail: python's status
 p_pass=$(grep -c '^PASS ' "$TMP/paho.out" || true)
 p_fail=$(grep -c '^FAIL ' "$TMP/paho.out" || true)
 PASSED=$((PASSED + p_pass))

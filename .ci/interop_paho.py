@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Interop checks for Starling with Eclipse paho-mqtt 2.x (MQTT 3.1.1 and 5.0).
 
-usage: python3 .ci/interop_paho.py --port PORT [--host 127.0.0.1] [--only SUBSTRING]
+usage: python3 .ci/interop_paho.py --port PORT [--ws-port PORT] [--host 127.0.0.1] [--only SUBSTRING]
+
+With --ws-port, the WebSocket checks also run (paho `transport="websockets"`,
+path /mqtt, against a listener with `websocket = true`).
 
 Each check prints `PASS name` or `FAIL name: reason`; the last line is
 `N passed, M failed`, and the exit code is 1 when M > 0 (2 when paho-mqtt is
@@ -33,6 +36,7 @@ except ImportError as err:
 
 HOST = "127.0.0.1"
 PORT = 1883
+WS_PORT = None  # a `websocket = true` listener; None skips the WebSocket checks
 TIMEOUT = 10.0  # the longest any single wait may take
 QUIET = 1.5  # how long to listen when expecting that nothing arrives
 RUN = uuid.uuid4().hex[:8]  # keeps topics and client ids of separate runs apart
@@ -67,13 +71,16 @@ class Client:
     """A paho client run on its own network thread, with everything it
     receives recorded for the check to wait on."""
 
-    def __init__(self, version, client_id=None, clean_session=None, reconnect_on_failure=False):
+    def __init__(self, version, client_id=None, clean_session=None, reconnect_on_failure=False, websocket=False):
         if client_id is None:
             client_id = "paho-{}-{}".format(RUN, uuid.uuid4().hex[:8])
         kwargs = {}
         if version == V311 and clean_session is not None:
             kwargs["clean_session"] = clean_session
         self.version = version
+        self.websocket = websocket
+        if websocket:
+            kwargs["transport"] = "websockets"
         self.c = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -81,6 +88,8 @@ class Client:
             reconnect_on_failure=reconnect_on_failure,
             **kwargs,
         )
+        if websocket:
+            self.c.ws_set_options(path="/mqtt")
         self.messages = queue.Queue()
         self.connected = threading.Event()
         self.disconnected = threading.Event()
@@ -127,7 +136,7 @@ class Client:
             kwargs["properties"] = properties
         self.connected.clear()
         self.disconnected.clear()
-        self.c.connect(HOST, PORT, keepalive=30, **kwargs)
+        self.c.connect(HOST, WS_PORT if self.websocket else PORT, keepalive=30, **kwargs)
         self.c.loop_start()
         self.running = True
         ensure(self.connected.wait(TIMEOUT), "no CONNACK within {:.0f} s".format(TIMEOUT))
@@ -690,23 +699,59 @@ def v5_will_delay():
     ensure(waited >= 1.5, "will sent after {:.1f} s, expected after the 2 s will delay".format(waited))
 
 
+# ---------------------------------------------------------------- WebSocket
+
+
+def websocket_round_trip(vname, version):
+    """A WebSocket subscriber gets a TCP publisher's messages and the reverse,
+    including a payload larger than one small frame."""
+    t = topic(vname, "ws")
+    ws_sub = Client(version, websocket=True)
+    ws_sub.connect()
+    ws_sub.subscribe(t + "/to-ws", 1)
+    tcp_sub = Client(version)
+    tcp_sub.connect()
+    tcp_sub.subscribe(t + "/to-tcp", 1)
+    tcp_pub = Client(version)
+    tcp_pub.connect()
+    ws_pub = Client(version, websocket=True)
+    ws_pub.connect()
+    big = bytes(range(256)) * 256  # 64 KiB
+    tcp_pub.publish(t + "/to-ws", b"hello over ws", qos=1)
+    tcp_pub.publish(t + "/to-ws", big, qos=1)
+    ws_pub.publish(t + "/to-tcp", b"hello from ws", qos=1)
+    got = [m.payload for m in ws_sub.expect(2)]
+    ensure(got == [b"hello over ws", big], "WebSocket subscriber got {} messages, wrong payloads".format(len(got)))
+    got = [m.payload for m in tcp_sub.expect(1)]
+    ensure(got == [b"hello from ws"], "TCP subscriber got {}".format(got))
+
+
+for _vname, _version in VERSIONS:
+    check("websocket {} publish round trip".format(_vname))(
+        lambda vname=_vname, version=_version: websocket_round_trip(vname, version)
+    )
+
+
 # ---------------------------------------------------------------- runner
 
 
 def main():
-    global HOST, PORT
+    global HOST, PORT, WS_PORT
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--host", default=HOST)
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--ws-port", type=int, default=None, help="a WebSocket listener (path /mqtt)")
     ap.add_argument("--only", default="", help="run only checks whose name contains this")
     ap.add_argument("--verbose", action="store_true", help="print tracebacks of failed checks")
     args = ap.parse_args()
-    HOST, PORT = args.host, args.port
+    HOST, PORT, WS_PORT = args.host, args.port, args.ws_port
     print("paho-mqtt {} against {}:{}".format(getattr(sys.modules.get("paho.mqtt"), "__version__", "?"), HOST, PORT), flush=True)
 
     passed = failed = 0
     for name, fn in CHECKS:
         if args.only and args.only not in name:
+            continue
+        if name.startswith("websocket") and WS_PORT is None:
             continue
         del ALL_CLIENTS[:]
         try:

@@ -30,6 +30,9 @@ use crate::state::{Command, Effects, NodeId, Response, State, StateLimits};
 /// v5 reason code sent to a connection whose session was taken over.
 pub(crate) const SESSION_TAKEN_OVER: u8 = 0x8E;
 
+/// v5 reason code sent to clients of a node that lost contact with the quorum.
+pub(crate) const USE_ANOTHER_SERVER: u8 = 0x9C;
+
 /// Signals from the broker to one connection task.
 #[derive(Debug, Default)]
 pub(crate) struct Control {
@@ -127,6 +130,9 @@ pub(crate) struct Broker {
     /// Set once the node has released its previous run's sessions and
     /// accepts clients (part of readiness).
     pub accepting: std::sync::atomic::AtomicBool,
+    /// Set while this node has no recent proof that a quorum follows its
+    /// leader: clients are disconnected and CONNECTs refused (G3/G8).
+    pub fenced: std::sync::atomic::AtomicBool,
     pub tasks: TaskTracker,
     next_conn: AtomicU64,
     pub started: Instant,
@@ -188,7 +194,9 @@ impl Broker {
         });
         let machine = BrokerMachine::new(state.clone(), sink);
         let membership = crate::clustering::join(&config, machine).await?;
-        let replicator = membership.replicator.clone();
+        let replicator: Arc<dyn Replicator> = Arc::new(crate::replication::Batcher::new(
+            membership.replicator.clone(),
+        ));
         // Distinguishes this run from earlier runs of the same node for peers.
         let run = rand::random::<u64>();
         let peers = Peers::new(config.node.id, run, membership.transport.clone());
@@ -208,6 +216,7 @@ impl Broker {
             sys_retained: Mutex::new(BTreeMap::new()),
             shutdown: CancellationToken::new(),
             accepting: std::sync::atomic::AtomicBool::new(false),
+            fenced: std::sync::atomic::AtomicBool::new(false),
             tasks: TaskTracker::new(),
             next_conn: AtomicU64::new(1),
             started: Instant::now(),
@@ -302,6 +311,51 @@ impl Broker {
                     Some((from, bytes)) => self.peers.on_message(from, &bytes, &self.router),
                     None => return,
                 },
+            }
+        }
+    }
+
+    /// Fences this node's clients when it loses contact with the quorum.
+    ///
+    /// A majority can elect a new leader (and commit a takeover of any
+    /// session) no sooner than the shortest election timeout after it last
+    /// heard the old leader. Disconnecting every client before that moment
+    /// means a client of a session taken over elsewhere never keeps
+    /// receiving here (G3, G8). They reconnect through the load balancer to
+    /// a node of the majority; this one refuses CONNECT until contact returns.
+    pub async fn run_fence(self: Arc<Broker>) {
+        let c = &self.config.cluster;
+        let fence_after = c
+            .election_timeout_min
+            .saturating_sub(c.heartbeat * 2)
+            .max(c.heartbeat);
+        let mut tick = tokio::time::interval(c.heartbeat.min(Duration::from_millis(50)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if !self.accepting.load(Ordering::Relaxed) {
+                continue;
+            }
+            let lost = self
+                .membership
+                .cluster
+                .quorum_contact()
+                .is_none_or(|age| age > fence_after);
+            if lost {
+                if !self.fenced.swap(true, Ordering::AcqRel) {
+                    tracing::warn!(
+                        clients = self.clients.len(),
+                        "lost contact with the cluster quorum: disconnecting clients"
+                    );
+                }
+                for c in self.clients.iter() {
+                    c.control.kick(USE_ANOTHER_SERVER);
+                }
+            } else if self.fenced.swap(false, Ordering::AcqRel) {
+                tracing::info!("quorum contact restored: accepting clients again");
             }
         }
     }

@@ -70,7 +70,8 @@ impl Default for NodeConfig {
     }
 }
 
-/// One MQTT listener.
+/// One MQTT listener: TCP or TLS, optionally WebSocket, optionally behind a
+/// PROXY-protocol load balancer (see `docs/transports.md`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ListenerConfig {
@@ -78,6 +79,17 @@ pub struct ListenerConfig {
     pub name: String,
     /// Address to bind.
     pub bind: SocketAddr,
+    /// Speak MQTT over WebSocket (`ws://`, or `wss://` with `tls`).
+    pub websocket: bool,
+    /// The HTTP path WebSocket clients must request.
+    pub websocket_path: String,
+    /// Every connection must start with a PROXY protocol v1/v2 header from
+    /// one of `proxy_trusted`; its source address becomes the client address.
+    pub proxy_protocol: bool,
+    /// Networks allowed to send PROXY headers (required with `proxy_protocol`).
+    pub proxy_trusted: Vec<ipnet::IpNet>,
+    /// TLS settings; absent means plain TCP.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ListenerConfig {
@@ -85,8 +97,102 @@ impl Default for ListenerConfig {
         ListenerConfig {
             name: "mqtt".into(),
             bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            websocket: false,
+            websocket_path: "/mqtt".into(),
+            proxy_protocol: false,
+            proxy_trusted: Vec::new(),
+            tls: None,
         }
     }
+}
+
+impl ListenerConfig {
+    /// Checks this listener's own values (TLS files are loaded when binding).
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: format!("listener `{}`: {reason}", self.name),
+            })
+        };
+        if self.name.is_empty() {
+            return invalid("listeners.name", "must not be empty");
+        }
+        if self.websocket
+            && (!self.websocket_path.starts_with('/') || self.websocket_path.len() > 256)
+        {
+            return invalid(
+                "listeners.websocket_path",
+                "must start with `/` and be at most 256 bytes",
+            );
+        }
+        if self.proxy_protocol && self.proxy_trusted.is_empty() {
+            return invalid(
+                "listeners.proxy_trusted",
+                "is required when proxy_protocol = true (the load balancers' networks)",
+            );
+        }
+        if !self.proxy_protocol && !self.proxy_trusted.is_empty() {
+            return invalid(
+                "listeners.proxy_trusted",
+                "is set but proxy_protocol = false; enable it or remove the list",
+            );
+        }
+        if let Some(tls) = &self.tls {
+            match (tls.client_auth, &tls.client_ca) {
+                (ClientAuth::None, Some(_)) => {
+                    return invalid(
+                        "listeners.tls.client_ca",
+                        "is set but client_auth = \"none\"; use \"optional\" or \"required\"",
+                    );
+                }
+                (ClientAuth::Optional | ClientAuth::Required, None) => {
+                    return invalid(
+                        "listeners.tls.client_auth",
+                        "needs listeners.tls.client_ca (the CA bundle client certificates are checked against)",
+                    );
+                }
+                _ => {}
+            }
+            if tls.crl.is_some() && tls.client_ca.is_none() {
+                return invalid("listeners.tls.crl", "needs listeners.tls.client_ca");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// TLS of one listener. Every file is read at start-up and again when it
+/// changes (a bad new file is refused and the previous configuration kept).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, server certificate first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM bundle of the CAs that issue client certificates.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// Whether clients present certificates.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// PEM certificate revocation lists for client certificates.
+    #[serde(default)]
+    pub crl: Option<PathBuf>,
+}
+
+/// Client certificate policy of a TLS listener.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// No client certificate is requested.
+    #[default]
+    None,
+    /// A certificate is requested; one that is presented must verify.
+    Optional,
+    /// Every client must present a certificate that verifies.
+    Required,
 }
 
 /// Limits on what one client can make the broker hold (G7).
@@ -319,6 +425,7 @@ impl Config {
             if !names.insert(listener.name.as_str()) {
                 return invalid("listeners.name", "listener names must be unique");
             }
+            listener.validate()?;
         }
         if self.node.id == 0 {
             return invalid("node.id", "must be at least 1");

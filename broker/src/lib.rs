@@ -36,6 +36,7 @@ mod error;
 mod peers;
 mod protocol;
 mod replication;
+pub mod transport;
 
 mod router;
 mod sys;

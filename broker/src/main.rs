@@ -178,6 +178,7 @@ fn load_config(args: &ServeArgs) -> Result<Config, StartError> {
                     format!("mqtt{i}")
                 },
                 bind: *addr,
+                ..ListenerConfig::default()
             })
             .collect();
     }

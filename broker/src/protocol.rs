@@ -25,6 +25,9 @@ pub(crate) use connection::serve;
 pub(crate) struct Peer {
     pub addr: SocketAddr,
     pub listener: Arc<str>,
+    /// The verified TLS client certificate, when one was presented.
+    #[allow(dead_code)] // read by authentication (next step)
+    pub cert: Option<Arc<crate::transport::CertIdentity>>,
 }
 
 /// Any byte stream a client can reach us over (TCP now; TLS and WebSocket later).
@@ -85,6 +88,7 @@ fn reason_text(code: u8) -> &'static str {
         0x95 => "packet too large",
         reason::QUOTA_EXCEEDED => "quota exceeded",
         reason::PAYLOAD_FORMAT_INVALID => "payload is not valid UTF-8",
+        0x9C => "this node lost contact with the cluster: use another server",
         _ => "unspecified error",
     }
 }

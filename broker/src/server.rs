@@ -17,11 +17,12 @@ use crate::error::StartError;
 use crate::message::now_ms;
 use crate::protocol::{Peer, serve};
 use crate::state::Command;
+use crate::transport;
 
 /// A bound, not yet serving broker.
 pub struct Server {
     broker: Arc<Broker>,
-    listeners: Vec<(Arc<str>, TcpListener)>,
+    listeners: Vec<(Arc<transport::Listener>, TcpListener)>,
     admin: TcpListener,
     admin_token: Option<Arc<str>>,
 }
@@ -32,6 +33,12 @@ impl Server {
         config.validate()?;
         let mut listeners = Vec::new();
         for l in &config.listeners {
+            // Loads (and so checks) the TLS files before any port is bound.
+            let state = transport::Listener::new(l, config.limits.max_packet_size)?;
+            listeners.push((Arc::new(state), l));
+        }
+        let mut bound = Vec::new();
+        for (state, l) in listeners {
             let sock = TcpListener::bind(l.bind)
                 .await
                 .map_err(|source| StartError::Bind {
@@ -39,8 +46,9 @@ impl Server {
                     addr: l.bind,
                     source,
                 })?;
-            listeners.push((Arc::from(l.name.as_str()), sock));
+            bound.push((state, sock));
         }
+        let listeners = bound;
         let admin_token = match &config.admin.token_file {
             None => None,
             Some(path) => {
@@ -118,17 +126,18 @@ impl Server {
         broker
             .accepting
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        for (name, listener) in self.listeners {
+        for (state, listener) in self.listeners {
             if let Ok(addr) = listener.local_addr() {
-                tracing::info!(listener = %name, %addr, "listening for MQTT");
+                tracing::info!(listener = %state.name(), %addr, "listening for MQTT");
             }
             broker
                 .tasks
-                .spawn(accept_loop(broker.clone(), name, listener));
+                .spawn(accept_loop(broker.clone(), state, listener));
         }
         broker.tasks.spawn(broker.clone().run_expiry());
         broker.tasks.spawn(crate::sys::run(broker.clone()));
         broker.tasks.spawn(broker.clone().run_peers());
+        broker.tasks.spawn(broker.clone().run_fence());
 
         stop.cancelled().await;
         tracing::info!("shutting down");
@@ -147,7 +156,12 @@ impl Server {
     }
 }
 
-async fn accept_loop(broker: Arc<Broker>, name: Arc<str>, listener: TcpListener) {
+async fn accept_loop(
+    broker: Arc<Broker>,
+    transport: Arc<transport::Listener>,
+    listener: TcpListener,
+) {
+    transport.start_reload(&broker.tasks, broker.shutdown.clone());
     loop {
         let accepted = tokio::select! {
             _ = broker.shutdown.cancelled() => return,
@@ -157,11 +171,23 @@ async fn accept_loop(broker: Arc<Broker>, name: Arc<str>, listener: TcpListener)
             Ok((stream, addr)) => {
                 // Small packets must not wait for Nagle.
                 let _ = stream.set_nodelay(true);
-                let peer = Peer {
-                    addr,
-                    listener: name.clone(),
-                };
-                broker.tasks.spawn(serve(stream, peer, broker.clone()));
+                let broker = broker.clone();
+                let transport = transport.clone();
+                // PROXY, TLS and WebSocket handshakes run (time-bounded) in
+                // the connection's own task, never in this loop.
+                broker.tasks.clone().spawn(async move {
+                    let established = tokio::select! {
+                        e = transport.establish(stream, addr) => e,
+                        _ = broker.shutdown.cancelled() => return,
+                    };
+                    let Some(conn) = established else { return };
+                    let peer = Peer {
+                        addr: conn.addr,
+                        listener: transport.name().clone(),
+                        cert: conn.cert,
+                    };
+                    serve(conn.stream, peer, broker).await;
+                });
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.

@@ -39,6 +39,8 @@ mod subscribe;
 mod sys;
 #[path = "mqtt/takeover.rs"]
 mod takeover;
+#[path = "mqtt/transport.rs"]
+mod transport;
 #[path = "mqtt/v5.rs"]
 mod v5;
 #[path = "mqtt/will.rs"]

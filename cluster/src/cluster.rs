@@ -92,6 +92,15 @@ impl<SM: StateMachine> Cluster<SM> {
         self.node.is_ready()
     }
 
+    /// How long ago this node last had proof that a quorum follows the current leader:
+    /// on the leader, the last quorum acknowledgement (zero for a one-voter group); on a
+    /// follower, the last AppendEntries from the leader. `None` without a leader. An
+    /// application fences its clients when this grows past the shortest election
+    /// timeout: by then the majority may have elected a leader without this node.
+    pub fn quorum_contact(&self) -> Option<std::time::Duration> {
+        self.node.quorum_contact()
+    }
+
     /// Best-effort message to a peer over its link (not through the log). Never blocks:
     /// fails with `QueueFull` when the bounded queue is full, `UnknownPeer` if no address is
     /// known. Messages to an unreachable peer are dropped.

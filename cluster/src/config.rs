@@ -49,6 +49,13 @@ pub struct ClusterConfig {
     /// Largest lag (entries) between the leader's commit and the local applied index for
     /// [`crate::Cluster::is_ready`].
     pub ready_lag: u64,
+    /// The address configured in `peers` for a peer id wins over the address stored for it
+    /// in the Raft membership (or sent by a joining node) whenever this node dials that
+    /// peer. The membership records what the *initializing* node (or the joiner) was told,
+    /// which need not be how *this* node reaches the peer (split-horizon DNS, NAT, a
+    /// fault-injecting proxy in tests). Peers not listed in `peers` always use the
+    /// membership address. Default: true.
+    pub configured_addrs_win: bool,
 }
 
 impl ClusterConfig {
@@ -75,6 +82,7 @@ impl ClusterConfig {
             max_frame: 16 * 1024 * 1024,
             ready_lag: 100,
             auto_join: true,
+            configured_addrs_win: true,
         }
     }
 

@@ -62,6 +62,8 @@ pub(crate) struct Peers {
     me: u64,
     settings: Arc<LinkSettings>,
     links: Mutex<HashMap<u64, LinkHandle>>,
+    /// Addresses that [`Peers::upsert`] never replaces (see `ClusterConfig::configured_addrs_win`).
+    pinned: Mutex<HashMap<u64, String>>,
     incoming_tx: mpsc::Sender<(u64, Bytes)>,
     incoming_rx: Mutex<Option<mpsc::Receiver<(u64, Bytes)>>>,
     dropped_incoming: AtomicU64,
@@ -76,6 +78,7 @@ impl Peers {
             me,
             settings: Arc::new(settings),
             links: Mutex::new(HashMap::new()),
+            pinned: Mutex::new(HashMap::new()),
             incoming_tx,
             incoming_rx: Mutex::new(Some(incoming_rx)),
             dropped_incoming: AtomicU64::new(0),
@@ -91,11 +94,21 @@ impl Peers {
             .spawn(server::accept_loop(me, listener, handler));
     }
 
-    /// Records (or updates) the address of peer `id`, starting its link if needed.
+    /// Fixes the address of peer `id`: later [`Peers::upsert`]s (from the membership or a
+    /// join request) start its link if needed but keep dialing `addr`.
+    pub(crate) fn pin(&self, id: u64, addr: &str) {
+        self.pinned.lock().insert(id, addr.to_string());
+        self.upsert(id, addr);
+    }
+
+    /// Records (or updates) the address of peer `id`, starting its link if needed. A pinned
+    /// peer keeps its pinned address whatever `addr` says.
     pub(crate) fn upsert(&self, id: u64, addr: &str) {
         if id == self.me || self.cancel.is_cancelled() {
             return;
         }
+        let pinned = self.pinned.lock().get(&id).cloned();
+        let addr = pinned.as_deref().unwrap_or(addr);
         let mut links = self.links.lock();
         if let Some(l) = links.get(&id) {
             let mut a = l.addr.lock();
@@ -285,6 +298,19 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 0);
         client.shutdown().await;
         srv.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn pinned_address_survives_upserts() {
+        let p = Peers::new(1, settings(b"0123456789abcdef-secret"), 16);
+        p.pin(2, "proxy:1");
+        p.upsert(2, "membership:1");
+        p.upsert(3, "three:1");
+        p.upsert(3, "three:2");
+        let addr = |id| p.links.lock().get(&id).map(|l| l.addr.lock().clone());
+        assert_eq!(addr(2).as_deref(), Some("proxy:1"));
+        assert_eq!(addr(3).as_deref(), Some("three:2"));
+        p.shutdown().await;
     }
 
     #[tokio::test]

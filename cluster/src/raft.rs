@@ -111,7 +111,11 @@ impl RaftNode {
         };
         let peers = Peers::new(config.node_id, settings, config.incoming_queue);
         for p in &config.peers {
-            peers.upsert(p.id, &p.addr);
+            if config.configured_addrs_win {
+                peers.pin(p.id, &p.addr);
+            } else {
+                peers.upsert(p.id, &p.addr);
+            }
         }
         let raft = Raft::new(
             config.node_id,
@@ -177,7 +181,13 @@ impl RaftNode {
                     }
                 }
                 Some(l) => match s.call(l, &Rpc::Write(cmd.clone()), deadline).await {
-                    Ok(RpcReply::Written(r)) => return Ok(r),
+                    Ok(RpcReply::Written { index, data }) => {
+                        // The leader applied it; `submit` promises the *local* state machine
+                        // reflects it too (read-your-writes on followers), so wait for that.
+                        let t = Instant::now() + s.config.request_timeout;
+                        s.wait_applied(Some(index), t).await?;
+                        return Ok(data);
+                    }
                     Ok(RpcReply::Err(RemoteError::NotLeader { .. } | RemoteError::Stopped))
                     | Err(LinkError::NotConnected(_)) => {}
                     Ok(RpcReply::Err(RemoteError::Timeout)) | Err(LinkError::Timeout(_)) => {
@@ -300,6 +310,27 @@ impl RaftNode {
             members,
             replication,
             ready: s.is_ready(&m),
+        }
+    }
+
+    /// See [`crate::Cluster::quorum_contact`].
+    pub(crate) fn quorum_contact(&self) -> Option<Duration> {
+        let s = &self.shared;
+        let m = s.metrics.borrow().clone();
+        if m.running_state.is_err() || s.stopped.load(Ordering::Acquire) {
+            return None;
+        }
+        let leader = m.current_leader?;
+        if leader == s.id {
+            let membership = m.membership_config.membership();
+            if membership.voter_ids().all(|v| v == s.id) {
+                return Some(Duration::ZERO);
+            }
+            return m.millis_since_quorum_ack.map(Duration::from_millis);
+        }
+        match *s.leader_contact.lock() {
+            Some((at, from, _)) if from == leader => Some(at.elapsed()),
+            _ => None,
         }
     }
 

@@ -102,6 +102,36 @@ async fn three_nodes_bootstrap_forward_failover_catch_up() {
     .await;
 }
 
+/// `submit` on a follower resolves only once the follower's own state machine applied
+/// the command (read-your-writes): the forwarded write's response carries its log index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_submit_is_applied_locally_when_it_returns() {
+    init_tracing();
+    bounded(60, async {
+        let root = tempfile::tempdir().unwrap();
+        let (_s, nodes) = start_three(root.path()).await;
+        let refs: Vec<&Node> = nodes.iter().collect();
+        let leader = wait_leader(&refs, 20).await;
+        let fi = usize::try_from(leader % 3).unwrap();
+        for i in 0..30u64 {
+            let total = nodes[fi].submit(Command::Add(1000 + i)).await.unwrap();
+            let (local_total, last) = nodes[fi].with_state(|c| (c.total, c.seen.last().copied()));
+            assert!(
+                local_total >= total,
+                "follower state behind its own write: {local_total} < {total}"
+            );
+            assert!(
+                seen(&nodes[fi]).contains(&(1000 + i)),
+                "write {i} not applied locally (last {last:?})"
+            );
+        }
+        for n in &nodes {
+            n.shutdown().await;
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wiped_node_rejoins_without_forming_a_second_cluster() {
     init_tracing();

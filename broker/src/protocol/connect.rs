@@ -105,6 +105,15 @@ pub(super) async fn accept<T: Transport>(
             }
         }
     }
+    if broker.fenced.load(Ordering::Acquire) {
+        refuse(
+            writer,
+            reason::SERVER_UNAVAILABLE,
+            "this node lost contact with the cluster",
+        )
+        .await;
+        return None;
+    }
     // Reserve the connection slot atomically; the guard gives it back on
     // every refusal path below.
     let slot = ConnectionSlot::reserve(broker);

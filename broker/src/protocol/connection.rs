@@ -696,13 +696,20 @@ impl Connection {
                 expiry_secs: Some(self.expiry_secs),
                 now_ms: now_ms(),
             };
-            if let Err(e) = broker.submit(cmd).await {
-                tracing::warn!(error = %e, "disconnect not recorded");
+            if let Err(e) = broker.submit(cmd.clone()).await {
+                // Without it the session would look connected forever: keep
+                // trying in the background (a restart's NodeDown covers the rest).
+                tracing::warn!(error = %e, "disconnect not recorded yet; retrying");
+                broker.tasks.spawn(retry_submit(broker.clone(), cmd));
             }
         }
         let publish_will = match exit {
             Exit::Disconnect { publish_will } => publish_will,
-            Exit::Kicked(c) => c != reason::SERVER_SHUTTING_DOWN,
+            // Shutdown and fencing are the broker's doing, not the client's
+            // failure: it reconnects elsewhere, so no will.
+            Exit::Kicked(c) => {
+                c != reason::SERVER_SHUTTING_DOWN && c != crate::broker::USE_ANOTHER_SERVER
+            }
             Exit::Violation(_) | Exit::Lost => true,
         };
         if let (true, Some(will)) = (publish_will, self.will.take()) {
@@ -720,6 +727,20 @@ impl Connection {
             .remove_if(&self.client_id, |_, h| h.conn_id == self.conn_id);
         self.control.done.cancel();
     }
+}
+
+/// Retries a command until it commits, the broker stops, or a minute passes.
+async fn retry_submit(broker: Arc<Broker>, cmd: Command) {
+    for _ in 0..120 {
+        tokio::select! {
+            _ = broker.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        if broker.submit(cmd.clone()).await.is_ok() {
+            return;
+        }
+    }
+    tracing::warn!("gave up recording a disconnect");
 }
 
 /// Publishes a will now, or after its delay unless the client comes back.

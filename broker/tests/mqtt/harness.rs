@@ -14,6 +14,10 @@ pub struct Broker {
     pub addr: SocketAddr,
     /// Admin HTTP address.
     pub admin: SocketAddr,
+    /// Every MQTT listener's address, by listener name.
+    pub listeners: std::collections::HashMap<String, SocketAddr>,
+    /// Every log line the broker wrote so far.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -35,7 +39,64 @@ impl Broker {
     }
 
     fn start_full(extra: &str, token: Option<&str>) -> Broker {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Broker::start_in(
+            tempfile::tempdir().expect("tempdir"),
+            "[[listeners]]\nname = \"mqtt\"\nbind = \"127.0.0.1:0\"\n",
+            extra,
+            token,
+        )
+    }
+
+    /// A broker with the given `[[listeners]]` TOML (use port 0 and read
+    /// the ports back from [`Broker::listeners`]) and `extra` sections. The
+    /// first listener is [`Broker::addr`].
+    pub fn start_raw_config(listeners_toml: &str, extra: &str) -> Broker {
+        Broker::start_in(
+            tempfile::tempdir().expect("tempdir"),
+            listeners_toml,
+            extra,
+            None,
+        )
+    }
+
+    /// Like [`Broker::start_raw_config`], with files (certificates…) the
+    /// caller already put in `dir`; the broker keeps `dir` alive.
+    pub fn start_raw_config_in(
+        dir: tempfile::TempDir,
+        listeners_toml: &str,
+        extra: &str,
+    ) -> Broker {
+        Broker::start_in(dir, listeners_toml, extra, None)
+    }
+
+    /// True once a broker log line contains every one of `needles`
+    /// (waits up to `timeout`).
+    pub fn wait_log(&self, needles: &[&str], timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| needles.iter().all(|n| l.contains(n)))
+            {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn start_in(
+        dir: tempfile::TempDir,
+        listeners_toml: &str,
+        extra: &str,
+        token: Option<&str>,
+    ) -> Broker {
+        let expected = listeners_toml.matches("[[listeners]]").count().max(1);
         let token_line = match token {
             Some(t) => {
                 let p = dir.path().join("admin-token");
@@ -45,7 +106,7 @@ impl Broker {
             None => String::new(),
         };
         let config = format!(
-            "[[listeners]]\nname = \"mqtt\"\nbind = \"127.0.0.1:0\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n{token_line}\n[node]\ndata_dir = \"{}\"\n\n{extra}\n",
+            "{listeners_toml}\n[admin]\nlisten = \"127.0.0.1:0\"\n{token_line}\n[node]\ndata_dir = \"{}\"\n\n{extra}\n",
             dir.path().join("data").display()
         );
         let path = dir.path().join("starling.toml");
@@ -63,10 +124,15 @@ impl Broker {
         let (tx, rx) = mpsc::channel();
         let admin = std::sync::Arc::new(std::sync::Mutex::new(None));
         let admin_slot = admin.clone();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log_slot = log.clone();
+        let listeners = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let listeners_slot = listeners.clone();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[starling] {line}");
+                log_slot.lock().unwrap().push(line.clone());
                 let addr = line
                     .split("addr=")
                     .nth(1)
@@ -75,10 +141,20 @@ impl Broker {
                 if let Some(a) = addr {
                     if line.contains("listening for admin HTTP") {
                         *admin_slot.lock().unwrap() = Some(a);
-                    } else if line.contains("listening for MQTT")
-                        && let Some(tx) = tx.take()
-                    {
-                        let _ = tx.send(a);
+                    } else if line.contains("listening for MQTT") {
+                        let name = line
+                            .split("listener=")
+                            .nth(1)
+                            .and_then(|s| s.split_whitespace().next())
+                            .unwrap_or("")
+                            .to_owned();
+                        let mut l = listeners_slot.lock().unwrap();
+                        l.push((name, a));
+                        if l.len() == expected
+                            && let Some(tx) = tx.take()
+                        {
+                            let _ = tx.send(l[0].1);
+                        }
                     }
                 }
             }
@@ -94,10 +170,13 @@ impl Broker {
         };
         // The admin listener is announced before the MQTT one.
         let admin = admin.lock().unwrap().expect("admin address");
+        let listeners = listeners.lock().unwrap().iter().cloned().collect();
         Broker {
             child,
             addr,
             admin,
+            listeners,
+            log,
             _dir: dir,
         }
     }

@@ -54,8 +54,12 @@ pub(crate) enum RpcReply {
     Append(AppendEntriesResponse<u64>),
     Vote(VoteResponse<u64>),
     Snapshot(InstallSnapshotResponse<u64>),
-    /// The encoded application response of a forwarded write.
-    Written(Vec<u8>),
+    /// A forwarded write was applied on the leader: its log index (the forwarding node
+    /// waits until it applied that index itself) and the encoded application response.
+    Written {
+        index: u64,
+        data: Vec<u8>,
+    },
     /// Read index (`None`: empty log).
     ReadIndex(Option<u64>),
     Probe {

@@ -84,7 +84,10 @@ async fn serve(node: &Arc<Shared>, from: u64, req: Rpc) -> RpcReply {
             let fut = raft.client_write(cmd);
             match tokio::time::timeout(node.config.request_timeout, fut).await {
                 Err(_) => RpcReply::Err(RemoteError::Timeout),
-                Ok(Ok(r)) => RpcReply::Written(r.data),
+                Ok(Ok(r)) => RpcReply::Written {
+                    index: r.log_id.index,
+                    data: r.data,
+                },
                 Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
                     RpcReply::Err(RemoteError::NotLeader {
                         leader: f.leader_id,

@@ -1,0 +1,378 @@
+//! TLS of a listener: loading the PEM files into a rustls `ServerConfig`,
+//! reloading it when the files change, classifying handshake failures and
+//! reading the client certificate's identity.
+//!
+//! The live config sits in an `ArcSwap` read once per accepted connection,
+//! so a reload affects new connections only. Reloads come from `notify`
+//! watching the files' parent directories (Kubernetes swaps a `..data`
+//! symlink there), debounced; a set of files that does not load is refused
+//! with an error log and the previous config stays.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls::RootCertStore;
+use rustls::server::{ServerConfig, ServerConnection, WebPkiClientVerifier};
+use rustls::{CertificateError, Error as TlsError};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{CertIdentity, Failure};
+use crate::config::{ClientAuth, TlsConfig};
+use crate::error::ConfigError;
+
+/// Quiet time after the last file event before reloading.
+const DEBOUNCE: Duration = Duration::from_millis(500);
+
+/// The TLS state of one listener.
+pub(super) struct Tls {
+    files: TlsConfig,
+    current: ArcSwap<ServerConfig>,
+    /// SHA-256 over the loaded files' bytes: unchanged files are not reloaded.
+    digest: parking_lot::Mutex<[u8; 32]>,
+}
+
+/// A file that could not be used.
+struct LoadError {
+    key: &'static str,
+    file: PathBuf,
+    reason: String,
+}
+
+impl Tls {
+    /// Loads every file of `files`; the error names the listener and file.
+    pub fn load(listener: &str, files: &TlsConfig) -> Result<Tls, ConfigError> {
+        let (config, digest) = build(files).map_err(|e| ConfigError::Invalid {
+            key: e.key,
+            reason: format!("listener `{listener}`: {}: {}", e.file.display(), e.reason),
+        })?;
+        Ok(Tls {
+            files: files.clone(),
+            current: ArcSwap::from(config),
+            digest: parking_lot::Mutex::new(digest),
+        })
+    }
+
+    /// The config for the next handshake.
+    pub fn current(&self) -> Arc<ServerConfig> {
+        self.current.load_full()
+    }
+
+    /// Reloads the files; keeps the current config if they do not load.
+    fn reload(&self, listener: &str) {
+        match build(&self.files) {
+            Ok((config, digest)) => {
+                let mut last = self.digest.lock();
+                if *last == digest {
+                    return;
+                }
+                *last = digest;
+                self.current.store(config);
+                tracing::info!(listener, "TLS files reloaded");
+            }
+            Err(e) => tracing::error!(
+                listener,
+                file = %e.file.display(),
+                error = %e.reason,
+                "TLS files not reloaded; keeping the previous certificates"
+            ),
+        }
+    }
+
+    fn watched_dirs(&self) -> Vec<PathBuf> {
+        let f = &self.files;
+        let mut dirs: Vec<PathBuf> = [
+            Some(&f.cert),
+            Some(&f.key),
+            f.client_ca.as_ref(),
+            f.crl.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|p| match p.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        })
+        .collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+}
+
+fn read(key: &'static str, file: &Path) -> Result<Vec<u8>, LoadError> {
+    std::fs::read(file).map_err(|e| LoadError {
+        key,
+        file: file.to_owned(),
+        reason: format!("cannot read: {e}"),
+    })
+}
+
+/// Builds a server config from the files, with the digest of their bytes.
+fn build(f: &TlsConfig) -> Result<(Arc<ServerConfig>, [u8; 32]), LoadError> {
+    let mut digest = Sha256::new();
+    let bad = |key: &'static str, file: &Path, reason: String| LoadError {
+        key,
+        file: file.to_owned(),
+        reason,
+    };
+
+    let cert_pem = read("listeners.tls.cert", &f.cert)?;
+    digest.update(&cert_pem);
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad("listeners.tls.cert", &f.cert, format!("bad PEM: {e}")))?;
+    if chain.is_empty() {
+        return Err(bad(
+            "listeners.tls.cert",
+            &f.cert,
+            "no CERTIFICATE block".into(),
+        ));
+    }
+
+    let key_pem = read("listeners.tls.key", &f.key)?;
+    digest.update(&key_pem);
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        bad(
+            "listeners.tls.key",
+            &f.key,
+            format!("no usable private key: {e}"),
+        )
+    })?;
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| bad("listeners.tls", &f.cert, e.to_string()))?;
+
+    let builder = match (&f.client_ca, f.client_auth) {
+        (Some(ca), ClientAuth::Optional | ClientAuth::Required) => {
+            let ca_pem = read("listeners.tls.client_ca", ca)?;
+            digest.update(&ca_pem);
+            let mut roots = RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(&ca_pem) {
+                let cert =
+                    cert.map_err(|e| bad("listeners.tls.client_ca", ca, format!("bad PEM: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| bad("listeners.tls.client_ca", ca, e.to_string()))?;
+            }
+            // An empty bundle must never mean "verify nothing".
+            if roots.is_empty() {
+                return Err(bad(
+                    "listeners.tls.client_ca",
+                    ca,
+                    "no CA certificate".into(),
+                ));
+            }
+            let mut verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+            if let Some(crl) = &f.crl {
+                let crl_pem = read("listeners.tls.crl", crl)?;
+                digest.update(&crl_pem);
+                let crls: Vec<CertificateRevocationListDer<'static>> =
+                    CertificateRevocationListDer::pem_slice_iter(&crl_pem)
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| bad("listeners.tls.crl", crl, format!("bad PEM: {e}")))?;
+                if crls.is_empty() {
+                    return Err(bad("listeners.tls.crl", crl, "no X509 CRL block".into()));
+                }
+                verifier = verifier.with_crls(crls);
+            }
+            if f.client_auth == ClientAuth::Optional {
+                verifier = verifier.allow_unauthenticated();
+            }
+            let verifier = verifier.build().map_err(|e| {
+                let (key, file) = match &f.crl {
+                    Some(crl) => ("listeners.tls.crl", crl),
+                    None => ("listeners.tls.client_ca", ca),
+                };
+                bad(key, file, e.to_string())
+            })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    let config = builder.with_single_cert(chain, key).map_err(|e| {
+        bad(
+            "listeners.tls.key",
+            &f.key,
+            format!("with {}: {e}", f.cert.display()),
+        )
+    })?;
+    Ok((Arc::new(config), digest.finalize().into()))
+}
+
+/// Watches the directories of `tls`'s files and reloads on change until
+/// `stop` fires. A watcher that cannot start is logged; the listener then
+/// keeps its start-up certificates.
+pub(super) fn spawn_reloader(
+    tls: Arc<Tls>,
+    listener: Arc<str>,
+    tasks: &TaskTracker,
+    stop: CancellationToken,
+) {
+    use notify::Watcher;
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let relevant = match event {
+            Ok(e) => !matches!(e.kind, notify::EventKind::Access(_)),
+            Err(_) => true,
+        };
+        if relevant {
+            // Full channel = a reload is already pending.
+            let _ = tx.try_send(());
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(listener = %listener, error = %e, "cannot watch TLS files; reload disabled");
+            return;
+        }
+    };
+    for dir in tls.watched_dirs() {
+        if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+            tracing::error!(
+                listener = %listener,
+                dir = %dir.display(),
+                error = %e,
+                "cannot watch TLS directory; changes there are not reloaded"
+            );
+        }
+    }
+    tasks.spawn(async move {
+        let _watcher = watcher;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                got = rx.recv() => if got.is_none() { return },
+            }
+            // Debounce: wait until the directory has been quiet for a while
+            // (a secret swap touches several files).
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(DEBOUNCE) => break,
+                    got = rx.recv() => if got.is_none() { return },
+                }
+            }
+            let tls = tls.clone();
+            let name = listener.clone();
+            // File reads and key parsing are blocking work.
+            let _ = tokio::task::spawn_blocking(move || tls.reload(&name)).await;
+        }
+    });
+}
+
+/// The counter reason of a failed handshake.
+pub(super) fn classify(e: &std::io::Error) -> Failure {
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<TlsError>()) else {
+        return Failure::Io;
+    };
+    match tls {
+        TlsError::NoCertificatesPresented => Failure::CertMissing,
+        TlsError::InvalidCertificate(c) => match c {
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. } => Failure::CertExpired,
+            CertificateError::UnknownIssuer => Failure::CertUnknownCa,
+            CertificateError::Revoked => Failure::CertRevoked,
+            _ => Failure::CertInvalid,
+        },
+        _ => Failure::TlsProtocol,
+    }
+}
+
+/// The identity of the verified client certificate, if one was presented.
+pub(super) fn identity(conn: &ServerConnection) -> Option<CertIdentity> {
+    let der = conn.peer_certificates()?.first()?;
+    Some(identity_of(der.as_ref()))
+}
+
+/// The identity fields of a DER certificate.
+fn identity_of(der: &[u8]) -> CertIdentity {
+    let sha256 = Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut id = CertIdentity {
+        cn: None,
+        dns: Vec::new(),
+        uri: Vec::new(),
+        sha256,
+    };
+    // rustls already verified the certificate, so it parses; if x509-parser
+    // disagrees, the connection still gets the fingerprint.
+    if let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) {
+        id.cn = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|a| a.as_str().ok())
+            .map(str::to_owned);
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    x509_parser::extensions::GeneralName::DNSName(d) => {
+                        id.dns.push((*d).to_owned())
+                    }
+                    x509_parser::extensions::GeneralName::URI(u) => id.uri.push((*u).to_owned()),
+                    _ => {}
+                }
+            }
+        }
+    }
+    id
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_has_cn_sans_and_fingerprint() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["dev-1.example".to_owned()]).unwrap();
+        p.subject_alt_names.push(rcgen::SanType::URI(
+            "spiffe://plant/sensor/1".try_into().unwrap(),
+        ));
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "sensor-1");
+        let cert = p.self_signed(&key).unwrap();
+        let id = identity_of(cert.der());
+        assert_eq!(id.cn.as_deref(), Some("sensor-1"));
+        assert_eq!(id.dns, ["dev-1.example"]);
+        assert_eq!(id.uri, ["spiffe://plant/sensor/1"]);
+        assert_eq!(id.sha256.len(), 64);
+        assert_eq!(identity_of(b"not a certificate").cn, None);
+    }
+
+    #[test]
+    fn a_bad_file_names_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("tls.crt");
+        std::fs::write(&cert, "not PEM").unwrap();
+        let files = TlsConfig {
+            cert: cert.clone(),
+            key: dir.path().join("missing.key"),
+            client_ca: None,
+            client_auth: ClientAuth::None,
+            crl: None,
+        };
+        let err = Tls::load("mqtts", &files).err().unwrap().to_string();
+        assert!(
+            err.contains("listeners.tls.cert") && err.contains("mqtts"),
+            "{err}"
+        );
+        assert!(err.contains("tls.crt"), "{err}");
+    }
+}
