@@ -86,7 +86,7 @@ async fn readyz(State(a): State<Admin>) -> Response {
         )
             .into_response();
     }
-    if !b.membership.cluster.is_ready() {
+    if !b.membership.cluster.is_ready() || !b.has_quorum_contact() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "cluster: no quorum, no leader or not caught up\n",

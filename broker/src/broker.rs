@@ -20,7 +20,7 @@ use crate::authn::{Authenticator, NoEnhancedAuth};
 use crate::clustering::{BrokerMachine, Membership};
 use crate::config::Config;
 use crate::error::StartError;
-use crate::message::{ClientId, Message, now_ms};
+use crate::message::{ClientId, Message, QoS, now_ms};
 use crate::peers::Peers;
 use crate::replication::{EffectSink, ReplicationError, Replicator};
 use crate::retained::RetainOutcome;
@@ -44,6 +44,9 @@ pub(crate) struct Control {
     pub done: CancellationToken,
     /// Ownership epoch of this connection's claim on its client id.
     pub epoch: AtomicU64,
+    /// A taking-over connection stopped waiting for this one to finish: the
+    /// session's node-local state belongs to the newcomer now.
+    pub abandoned: std::sync::atomic::AtomicBool,
 }
 
 impl Control {
@@ -107,6 +110,16 @@ pub(crate) enum PublishError {
     Unavailable(ReplicationError),
 }
 
+/// Coalesced linearizable read barriers: callers that arrive while one is in
+/// flight share the next one, so a stream of publishes costs about one
+/// barrier per round trip, not one each.
+#[derive(Default)]
+pub(crate) struct Barriers {
+    wanted: AtomicU64,
+    kick: Notify,
+    done: parking_lot::Mutex<Option<tokio::sync::watch::Sender<(u64, bool)>>>,
+}
+
 /// The node's broker.
 pub(crate) struct Broker {
     pub config: Arc<Config>,
@@ -126,6 +139,7 @@ pub(crate) struct Broker {
     pub stats: Stats,
     /// `$SYS` retained values: node-local, never replicated.
     pub sys_retained: Mutex<BTreeMap<String, Arc<Message>>>,
+    barriers: Barriers,
     pub shutdown: CancellationToken,
     /// Set once the node has released its previous run's sessions and
     /// accepts clients (part of readiness).
@@ -146,6 +160,25 @@ struct NodeEffects {
 }
 
 impl EffectSink for NodeEffects {
+    fn on_restored(&self, state: &State) {
+        // Whatever a snapshot skipped over: connections whose claim was
+        // superseded close, the others look at their queue again.
+        for c in self.clients.iter() {
+            let epoch = c.control.epoch.load(Ordering::Relaxed);
+            if epoch == 0 {
+                continue;
+            }
+            let owned = state
+                .session(c.key())
+                .is_some_and(|r| r.owner.epoch == epoch && r.owner.node == self.node);
+            if owned {
+                c.control.wake.notify_one();
+            } else {
+                c.control.kick(SESSION_TAKEN_OVER);
+            }
+        }
+    }
+
     fn on_effects(&self, fx: Effects) {
         for (client, owner) in fx.wake {
             if owner.node != self.node {
@@ -214,6 +247,7 @@ impl Broker {
             wills,
             stats: Stats::default(),
             sys_retained: Mutex::new(BTreeMap::new()),
+            barriers: Barriers::default(),
             shutdown: CancellationToken::new(),
             accepting: std::sync::atomic::AtomicBool::new(false),
             fenced: std::sync::atomic::AtomicBool::new(false),
@@ -244,6 +278,14 @@ impl Broker {
             self.peers.route(&msg, false, &self.router);
             return Ok(());
         }
+        if msg.qos != QoS::AtMostOnce && !msg.retain && !self.replicator.is_leader() {
+            // This replica may not have applied a persistent SUBSCRIBE that was
+            // already acknowledged elsewhere: catch up with the leader's
+            // commit index before deciding the publish needs no log (G2).
+            self.read_barrier()
+                .await
+                .map_err(PublishError::Unavailable)?;
+        }
         let needs_log = self.state.lock().needs_log(&msg);
         if needs_log {
             let cmd = Command::Publish {
@@ -260,6 +302,52 @@ impl Broker {
         }
         self.peers.route(&msg, needs_log, &self.router);
         Ok(())
+    }
+
+    /// Waits for a linearizable read barrier that started after this call.
+    async fn read_barrier(&self) -> Result<(), ReplicationError> {
+        let mut rx = {
+            let mut done = self.barriers.done.lock();
+            match done.as_ref() {
+                Some(tx) => tx.subscribe(),
+                None => {
+                    let (tx, rx) = tokio::sync::watch::channel((0, true));
+                    *done = Some(tx);
+                    rx
+                }
+            }
+        };
+        let ticket = self.barriers.wanted.fetch_add(1, Ordering::AcqRel) + 1;
+        self.barriers.kick.notify_one();
+        loop {
+            let (done, ok) = *rx.borrow_and_update();
+            if done >= ticket {
+                return if ok {
+                    Ok(())
+                } else {
+                    Err(ReplicationError::Unavailable("read barrier failed".into()))
+                };
+            }
+            if rx.changed().await.is_err() {
+                return Err(ReplicationError::Unavailable("shutting down".into()));
+            }
+        }
+    }
+
+    /// Runs the coalesced read barriers until shutdown.
+    pub async fn run_barriers(self: Arc<Broker>) {
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = self.barriers.kick.notified() => {}
+            }
+            // Everyone who took a ticket up to here is served by this round.
+            let target = self.barriers.wanted.load(Ordering::Acquire);
+            let ok = self.membership.cluster.read_barrier().await.is_ok();
+            if let Some(tx) = self.barriers.done.lock().as_ref() {
+                tx.send_replace((target, ok));
+            }
+        }
     }
 
     /// Publishes a node-local `$SYS` value: retained here, never replicated.
@@ -315,21 +403,39 @@ impl Broker {
         }
     }
 
+    /// How old this node's proof of a quorum may get before it fences its
+    /// clients: two longest election timeouts, so a leader crash (a new
+    /// leader within one election) does not disconnect every client of the
+    /// cluster, while a node cut off from the majority stops serving soon.
+    pub fn fence_after(&self) -> Duration {
+        self.config.cluster.election_timeout_max * 2
+    }
+
+    /// How long a CONNECT that took a session over from another node waits
+    /// before its CONNACK: past `fence_after`, so a cut-off previous owner
+    /// has fenced its connection by then.
+    pub fn takeover_wait(&self) -> Duration {
+        self.fence_after() + self.config.cluster.heartbeat * 2
+    }
+
+    /// True while this node has recent proof that a quorum follows its leader.
+    pub fn has_quorum_contact(&self) -> bool {
+        self.membership
+            .cluster
+            .quorum_contact()
+            .is_some_and(|age| age <= self.fence_after())
+    }
+
     /// Fences this node's clients when it loses contact with the quorum.
     ///
-    /// A majority can elect a new leader (and commit a takeover of any
-    /// session) no sooner than the shortest election timeout after it last
-    /// heard the old leader. Disconnecting every client before that moment
-    /// means a client of a session taken over elsewhere never keeps
-    /// receiving here (G3, G8). They reconnect through the load balancer to
-    /// a node of the majority; this one refuses CONNECT until contact returns.
+    /// A node cut off from the majority cannot see a takeover committed
+    /// there. It disconnects every client once its quorum contact is older
+    /// than `fence_after` (v5 0x9C, "use another server") and refuses CONNECT
+    /// until contact returns; a cross-node takeover waits `takeover_wait`
+    /// before its CONNACK. Together: a client whose session was taken over
+    /// never keeps receiving on the cut-off node (G3, G8).
     pub async fn run_fence(self: Arc<Broker>) {
-        let c = &self.config.cluster;
-        let fence_after = c
-            .election_timeout_min
-            .saturating_sub(c.heartbeat * 2)
-            .max(c.heartbeat);
-        let mut tick = tokio::time::interval(c.heartbeat.min(Duration::from_millis(50)));
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -339,12 +445,7 @@ impl Broker {
             if !self.accepting.load(Ordering::Relaxed) {
                 continue;
             }
-            let lost = self
-                .membership
-                .cluster
-                .quorum_contact()
-                .is_none_or(|age| age > fence_after);
-            if lost {
+            if !self.has_quorum_contact() {
                 if !self.fenced.swap(true, Ordering::AcqRel) {
                     tracing::warn!(
                         clients = self.clients.len(),

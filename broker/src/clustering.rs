@@ -54,10 +54,12 @@ impl StateMachine for BrokerMachine {
     }
 
     fn restore(&mut self, snapshot: &[u8]) -> Result<(), StateMachineError> {
-        self.state
-            .lock()
+        let mut state = self.state.lock();
+        state
             .restore(snapshot)
-            .map_err(|e| StateMachineError::new(e.to_string()))
+            .map_err(|e| StateMachineError::new(e.to_string()))?;
+        self.sink.on_restored(&state);
+        Ok(())
     }
 }
 
@@ -78,8 +80,7 @@ impl Replicator for RaftReplicator {
     }
 
     fn is_leader(&self) -> bool {
-        let s = self.cluster.status();
-        s.leader == Some(s.node_id)
+        self.cluster.is_leader()
     }
 }
 

@@ -41,13 +41,14 @@ pub trait PeerTransport: Send + Sync + 'static {
 /// A message on the peer link (postcard-encoded).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum PeerMsg {
-    /// Interest of the sender: a delta (or, with `full`, its whole set).
+    /// Interest of the sender: ordered changes (`true` = appeared), or with
+    /// `full` its whole set (all `true`). Order matters: an unsubscribe and a
+    /// resubscribe of one key in the same window must end subscribed.
     Interest {
         run: u64,
         seq: u64,
         full: bool,
-        added: Vec<Subscription>,
-        removed: Vec<Subscription>,
+        changes: Vec<(Subscription, bool)>,
     },
     /// The sender's current interest version, sent periodically.
     Digest { run: u64, seq: u64 },
@@ -163,13 +164,11 @@ impl Peers {
             return;
         }
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let (added, removed): (Vec<_>, Vec<_>) = changes.into_iter().partition(|(_, up)| *up);
         let msg = PeerMsg::Interest {
             run: self.run,
             seq,
             full: false,
-            added: added.into_iter().map(|(s, _)| s).collect(),
-            removed: removed.into_iter().map(|(s, _)| s).collect(),
+            changes,
         };
         for node in self.transport.peers() {
             self.send(node, &msg);
@@ -196,8 +195,7 @@ impl Peers {
             run: self.run,
             seq,
             full: true,
-            added: router.interest(),
-            removed: Vec::new(),
+            changes: router.interest().into_iter().map(|s| (s, true)).collect(),
         };
         self.send(node, &msg);
     }
@@ -240,8 +238,7 @@ impl Peers {
                 run,
                 seq,
                 full,
-                added,
-                removed,
+                changes,
             } => {
                 let mut remote = self.remote.write();
                 let known = remote.nodes.entry(from).or_default();
@@ -258,11 +255,12 @@ impl Peers {
                     n.run = run;
                     n.seq = seq;
                 }
-                for sub in added {
-                    remote.add(from, sub);
-                }
-                for sub in &removed {
-                    remote.remove(from, sub);
+                for (sub, up) in changes {
+                    if up {
+                        remote.add(from, sub);
+                    } else {
+                        remote.remove(from, &sub);
+                    }
                 }
             }
         }

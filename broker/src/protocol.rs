@@ -54,7 +54,6 @@ fn qos_to_wire(q: QoS) -> codec::QoS {
 pub(crate) mod reason {
     pub const SUCCESS: u8 = 0x00;
     pub const NO_SUBSCRIPTION_EXISTED: u8 = 0x11;
-    pub const DISCONNECT_WITH_WILL: u8 = 0x04;
     pub const UNSPECIFIED: u8 = 0x80;
     pub const PROTOCOL_ERROR: u8 = 0x82;
     pub const UNSUPPORTED_PROTOCOL_VERSION: u8 = 0x84;
@@ -78,7 +77,6 @@ fn reason_text(code: u8) -> &'static str {
         0x81 => "malformed packet",
         0x82 => "protocol error",
         0x83 => "too many properties",
-        reason::SERVER_UNAVAILABLE => "replicated state unavailable",
         reason::SERVER_SHUTTING_DOWN => "server shutting down",
         reason::KEEP_ALIVE_TIMEOUT => "keep alive timeout",
         0x8E => "session taken over by another connection",

@@ -25,6 +25,10 @@ pub enum ReplicationError {
 pub trait EffectSink: Send + Sync + 'static {
     /// Called after each apply, outside the state lock.
     fn on_effects(&self, fx: Effects);
+
+    /// Called after the whole state was replaced by a snapshot (no per-command
+    /// effects exist for what it skipped), with the state lock held.
+    fn on_restored(&self, state: &crate::state::State);
 }
 
 /// A boxed future returned by [`Replicator::submit`].

@@ -40,6 +40,9 @@ pub(crate) type DeliverySender = mpsc::Sender<Delivery>;
 #[derive(Debug, Clone)]
 pub(crate) struct LiveSub {
     pub client: ClientId,
+    /// The connection that made it: a finishing connection removes only its
+    /// own entries, never those of the connection that took over.
+    pub conn: u64,
     pub opts: SubOptions,
     /// The session is persistent: QoS≥1 deliveries of logged publishes come
     /// from its replicated queue.
@@ -147,13 +150,22 @@ impl Router {
         }
     }
 
-    /// Removes a subscription; true if it existed.
-    pub fn unsubscribe(&self, key: &Subscription, client: &ClientId) -> bool {
+    /// Removes the subscription `conn` made; true if it existed.
+    pub fn unsubscribe(&self, key: &Subscription, client: &ClientId, conn: u64) -> bool {
         let mut index = self.index.write();
         let removed = match &key.share_group {
-            None => index
-                .remove(&key.filter, &SubKey::Client(client.clone()))
-                .is_some(),
+            None => {
+                let k = SubKey::Client(client.clone());
+                match index.remove(&key.filter, &k) {
+                    Some(Entry::Direct(sub)) if sub.conn != conn => {
+                        // Another connection's entry: put it back untouched.
+                        index.insert(&key.filter, k, Entry::Direct(sub));
+                        false
+                    }
+                    Some(_) => true,
+                    None => false,
+                }
+            }
             Some(g) => {
                 let k = SubKey::Group(g.clone());
                 let Some(Entry::Shared(group)) = index.remove(&key.filter, &k) else {
@@ -162,7 +174,7 @@ impl Router {
                 let members: Vec<LiveSub> = group
                     .members
                     .iter()
-                    .filter(|m| &m.client != client)
+                    .filter(|m| !(&m.client == client && m.conn == conn))
                     .cloned()
                     .collect();
                 let removed = members.len() != group.members.len();

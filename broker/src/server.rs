@@ -138,6 +138,7 @@ impl Server {
         broker.tasks.spawn(crate::sys::run(broker.clone()));
         broker.tasks.spawn(broker.clone().run_peers());
         broker.tasks.spawn(broker.clone().run_fence());
+        broker.tasks.spawn(broker.clone().run_barriers());
 
         stop.cancelled().await;
         tracing::info!("shutting down");

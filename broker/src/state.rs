@@ -171,6 +171,8 @@ pub enum Response {
         epoch: u64,
         /// An existing session was resumed.
         session_present: bool,
+        /// The node whose live connection this claim took over, if any.
+        taken_from: Option<NodeId>,
     },
     /// A durable publish was applied.
     Published {
@@ -346,10 +348,12 @@ impl State {
         let epoch = self.next_epoch;
         self.next_epoch += 1;
         let owner = Owner { node, epoch };
+        let mut taken_from = None;
         if let Some(old) = self.sessions.get(&client_id)
             && old.connected
         {
             fx.fenced.push((client_id.clone(), old.owner));
+            taken_from = Some(old.owner.node);
         }
         let resumable = self
             .sessions
@@ -376,6 +380,7 @@ impl State {
             return Response::Connected {
                 epoch,
                 session_present: false,
+                taken_from,
             };
         }
         let Some(rec) = self.sessions.get_mut(&client_id) else {
@@ -388,6 +393,7 @@ impl State {
         Response::Connected {
             epoch,
             session_present: true,
+            taken_from,
         }
     }
 

@@ -92,6 +92,11 @@ impl<SM: StateMachine> Cluster<SM> {
         self.node.is_ready()
     }
 
+    /// True while this node believes it is the leader (cheap; no quorum check).
+    pub fn is_leader(&self) -> bool {
+        self.node.is_leader()
+    }
+
     /// How long ago this node last had proof that a quorum follows the current leader:
     /// on the leader, the last quorum acknowledgement (zero for a one-voter group); on a
     /// follower, the last AppendEntries from the leader. `None` without a leader. An

@@ -313,6 +313,12 @@ impl RaftNode {
         }
     }
 
+    /// See [`crate::Cluster::is_leader`].
+    pub(crate) fn is_leader(&self) -> bool {
+        let m = self.shared.metrics.borrow();
+        m.current_leader == Some(self.shared.id) && m.state == ServerState::Leader
+    }
+
     /// See [`crate::Cluster::quorum_contact`].
     pub(crate) fn quorum_contact(&self) -> Option<Duration> {
         let s = &self.shared;

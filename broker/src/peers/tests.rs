@@ -84,6 +84,7 @@ fn sub(node: &Node, client: &str, filter: &str) -> mpsc::Receiver<Delivery> {
         &key,
         LiveSub {
             client: ClientId::new(client),
+            conn: 0,
             opts: SubOptions {
                 qos: QoS::AtLeastOnce,
                 no_local: false,
@@ -140,7 +141,7 @@ fn unsubscribe_withdraws_interest() {
     let _rx = sub(&nodes[1], "a", "t");
     pump(&wire, &nodes);
     let key = Subscription::parse("t", &TopicLimits::default()).unwrap();
-    nodes[1].router.unsubscribe(&key, &ClientId::new("a"));
+    nodes[1].router.unsubscribe(&key, &ClientId::new("a"), 0);
     nodes[1].peers.announce_changes(&nodes[1].router);
     pump(&wire, &nodes);
     nodes[0].peers.route(&msg("t"), false, &nodes[0].router);
@@ -188,4 +189,38 @@ fn garbage_from_a_peer_is_counted_not_fatal() {
         .peers
         .on_message(2, &[0xff, 0xff, 0xff], &nodes[0].router);
     assert_eq!(nodes[0].peers.stats.bad_messages.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn unsubscribe_then_resubscribe_in_one_window_stays_subscribed() {
+    let (wire, nodes) = cluster(2);
+    let key = Subscription::parse("t", &TopicLimits::default()).unwrap();
+    let _first = sub(&nodes[1], "a", "t");
+    pump(&wire, &nodes);
+    // Both changes land in one announcement (a takeover on the same node).
+    nodes[1].router.unsubscribe(&key, &ClientId::new("a"), 0);
+    let mut rx = {
+        let (tx, rx) = mpsc::channel(8);
+        nodes[1].router.subscribe(
+            &key,
+            LiveSub {
+                client: ClientId::new("a"),
+                conn: 1,
+                opts: SubOptions {
+                    qos: QoS::AtLeastOnce,
+                    no_local: false,
+                    retain_as_published: false,
+                    subscription_id: None,
+                },
+                persistent: false,
+                tx,
+            },
+        );
+        rx
+    };
+    nodes[1].peers.announce_changes(&nodes[1].router);
+    pump(&wire, &nodes);
+    nodes[0].peers.route(&msg("t"), false, &nodes[0].router);
+    pump(&wire, &nodes);
+    assert_eq!(count(&mut rx), 1);
 }

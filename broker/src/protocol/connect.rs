@@ -105,7 +105,7 @@ pub(super) async fn accept<T: Transport>(
             }
         }
     }
-    if broker.fenced.load(Ordering::Acquire) {
+    if !broker.has_quorum_contact() {
         refuse(
             writer,
             reason::SERVER_UNAVAILABLE,
@@ -234,7 +234,14 @@ pub(super) async fn accept<T: Transport>(
     if let Some(old) = broker.clients.insert(client_id.clone(), handle) {
         tracing::debug!(client_id = %client_id, "session taken over");
         old.control.kick(SESSION_TAKEN_OVER);
-        let _ = tokio::time::timeout(TAKEOVER_WAIT, old.control.done.cancelled()).await;
+        if tokio::time::timeout(TAKEOVER_WAIT, old.control.done.cancelled())
+            .await
+            .is_err()
+        {
+            // Stuck (e.g. a write to a dead peer): go on without it; it
+            // will not touch the session's node-local state when it ends.
+            old.control.abandoned.store(true, Ordering::Release);
+        }
     }
     // A reconnect before the will delay passed cancels the will [MQTT-3.1.3-9].
     if let Some((_, w)) = broker.wills.remove(&client_id) {
@@ -244,7 +251,7 @@ pub(super) async fn accept<T: Transport>(
     // Every connection claims its client id through the replicated state:
     // that is what makes "one live connection per client id" hold across
     // nodes (G3), and it allocates the epoch that fences the previous owner.
-    let (persistent, epoch, session_present) = {
+    let (persistent, epoch, session_present, taken_from) = {
         let cmd = Command::Connect {
             client_id: client_id.clone(),
             node: broker.node_id,
@@ -258,7 +265,13 @@ pub(super) async fn accept<T: Transport>(
             Ok(Response::Connected {
                 epoch,
                 session_present,
-            }) => (expiry_secs > 0 || session_present, epoch, session_present),
+                taken_from,
+            }) => (
+                expiry_secs > 0 || session_present,
+                epoch,
+                session_present,
+                taken_from,
+            ),
             other => {
                 tracing::warn!(?other, "session claim failed");
                 broker
@@ -275,6 +288,26 @@ pub(super) async fn accept<T: Transport>(
         }
     };
     control.epoch.store(epoch, Ordering::Relaxed);
+    // A claim from another node may have been applied between our claim and
+    // the store above (its fence effect then saw no epoch to match): check
+    // once more under the state lock, which apply holds.
+    let superseded = broker
+        .state
+        .lock()
+        .session(&client_id)
+        .is_none_or(|r| r.owner.epoch != epoch);
+    if superseded {
+        control.kick(SESSION_TAKEN_OVER);
+    }
+    if let Some(node) = taken_from
+        && node != broker.node_id
+    {
+        // The previous connection lives on another node. If that node is cut
+        // off it has not seen this claim, and it only fences its clients once
+        // its quorum contact is older than `fence_after`: answering after
+        // that moment means two connections never serve one session (G3).
+        tokio::time::sleep(broker.takeover_wait()).await;
+    }
 
     let limits = &cfg.limits;
     let capacity = limits.max_queued_messages.clamp(16, 4096);
@@ -304,6 +337,7 @@ pub(super) async fn accept<T: Transport>(
                     sub,
                     LiveSub {
                         client: client_id.clone(),
+                        conn: conn_id,
                         opts: opts.clone(),
                         persistent: sub.share_group.is_none(),
                         tx: tx.clone(),

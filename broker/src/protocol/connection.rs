@@ -19,7 +19,7 @@ use super::{Peer, Transport, connect, qos_from_wire, reason, reason_text};
 use crate::broker::{Broker, Control, PendingWill, PublishError, SESSION_TAKEN_OVER};
 use crate::message::{ClientId, Message, MessageProps, QoS, SubOptions, now_ms};
 use crate::router::{Delivery, DeliverySender, LiveSub};
-use crate::state::Command;
+use crate::state::{Command, Response};
 use crate::topic::{Subscription, TopicLimits, TopicName};
 
 pub(super) type Reader<T> = FramedRead<ReadHalf<T>, MqttCodec>;
@@ -28,6 +28,9 @@ pub(super) type Writer<T> = FramedWrite<WriteHalf<T>, MqttCodec>;
 /// Deliveries drained from the queue per wake-up before writing, so one
 /// flush carries many packets.
 const DRAIN_BATCH: usize = 64;
+
+/// Longest a write to one client may stall before it is disconnected.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A will message prepared at CONNECT.
 pub(super) struct WillSpec {
@@ -149,8 +152,15 @@ impl Connection {
         let mut last_seen = Instant::now();
         self.pull_queue(&mut out_buf).await;
         let exit = loop {
-            if let Err(exit) = self.flush(&mut writer, &mut out_buf).await {
-                break exit;
+            // A client that stops reading must not pin this task (and with
+            // it takeover, keep alive and shutdown) forever.
+            match tokio::time::timeout(WRITE_TIMEOUT, self.flush(&mut writer, &mut out_buf)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(exit)) => break exit,
+                Err(_) => {
+                    tracing::debug!("write stalled: slow consumer disconnected");
+                    break Exit::Lost;
+                }
             }
             let deadline = last_seen + self.keep_alive.mul_f32(1.5);
             tokio::select! {
@@ -206,7 +216,31 @@ impl Connection {
         if buf.is_empty() {
             return Ok(());
         }
-        for packet in buf.drain(..) {
+        let mut freed = false;
+        while !buf.is_empty() {
+            for packet in std::mem::take(buf) {
+                self.write_one(writer, packet, &mut freed).await?;
+            }
+            if freed {
+                // A dropped packet freed a window slot: move the backlog up.
+                freed = false;
+                self.after_ack(buf).await;
+            }
+        }
+        SinkExt::<&Packet>::flush(writer)
+            .await
+            .map_err(|_| Exit::Lost)
+    }
+
+    /// Writes one packet into the write buffer; a PUBLISH too large for the
+    /// client is dropped for it (counted), setting `freed`.
+    async fn write_one<T: Transport>(
+        &mut self,
+        writer: &mut Writer<T>,
+        packet: Packet,
+        freed: &mut bool,
+    ) -> Result<(), Exit> {
+        {
             match writer.feed(&packet).await {
                 Ok(()) => {
                     if let Packet::Publish(p) = &packet {
@@ -229,6 +263,7 @@ impl Connection {
                         if let Some(seq) = self.out.discard(p.pkid) {
                             self.pending_acks.push(seq);
                         }
+                        *freed |= p.qos != codec::QoS::AtMostOnce;
                         if p.properties.topic_alias.is_some()
                             && !p.topic.is_empty()
                             && let Ok(t) = TopicName::parse(p.topic.clone(), &self.topic_limits)
@@ -240,9 +275,7 @@ impl Connection {
                 Err(EncodeError::Io(_)) => return Err(Exit::Lost),
             }
         }
-        SinkExt::<&Packet>::flush(writer)
-            .await
-            .map_err(|_| Exit::Lost)
+        Ok(())
     }
 
     async fn handle(&mut self, packet: Packet, out: &mut Vec<Packet>) -> Result<(), Exit> {
@@ -263,9 +296,9 @@ impl Connection {
                         epoch: self.epoch,
                         seqs: res.released,
                     };
-                    if let Err(e) = self.broker.submit(cmd).await {
-                        tracing::warn!(error = %e, "could not record PUBREC");
-                    }
+                    // PUBREL only once the release is durable: otherwise a
+                    // failover would resend the PUBLISH (QoS 2 exactly once).
+                    self.submit_owned(cmd).await?;
                 }
                 out.extend(res.reply);
                 self.after_ack(out).await;
@@ -307,8 +340,9 @@ impl Connection {
                     }
                     self.expiry_secs = e.min(self.broker.config.max_session_expiry_secs());
                 }
+                // Only a normal disconnection (0x00) discards the will [MQTT-3.14.4-3].
                 Err(Exit::Disconnect {
-                    publish_will: d.reason == reason::DISCONNECT_WITH_WILL,
+                    publish_will: d.reason != reason::SUCCESS,
                 })
             }
             // A second CONNECT [MQTT-3.1.0-2]; AUTH with no method negotiated;
@@ -316,6 +350,20 @@ impl Connection {
             Packet::Connect(_) | Packet::Auth(_) => Err(Exit::Violation(reason::PROTOCOL_ERROR)),
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
                 Err(Exit::Violation(reason::PROTOCOL_ERROR))
+            }
+        }
+    }
+
+    /// Submits a command scoped to this connection's session. A stale epoch
+    /// means the session was taken over (close with 0x8E); a commit failure
+    /// means this node cannot make it durable (close with 0x9C, no will).
+    async fn submit_owned(&self, cmd: Command) -> Result<(), Exit> {
+        match self.broker.submit(cmd).await {
+            Ok(Response::Fenced) => Err(Exit::Kicked(SESSION_TAKEN_OVER)),
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "session change not committed");
+                Err(Exit::Kicked(crate::broker::USE_ANOTHER_SERVER))
             }
         }
     }
@@ -436,7 +484,13 @@ impl Connection {
         });
         let code = match self.broker.publish(msg).await {
             Ok(()) => reason::SUCCESS,
-            Err(PublishError::RetainQuota) => reason::QUOTA_EXCEEDED,
+            Err(PublishError::RetainQuota) => {
+                if !v5 && qos != QoS::AtMostOnce {
+                    // 3.1.1 cannot say "not stored": never acknowledge it.
+                    return Err(Exit::Lost);
+                }
+                reason::QUOTA_EXCEEDED
+            }
             Err(PublishError::Unavailable(e)) => {
                 tracing::warn!(error = %e, "publish not committed");
                 if !v5 && qos != QoS::AtMostOnce {
@@ -525,6 +579,7 @@ impl Connection {
                 &sub,
                 LiveSub {
                     client: self.client_id.clone(),
+                    conn: self.conn_id,
                     opts: opts.clone(),
                     // Shared subscriptions are always delivered live.
                     persistent: self.persistent && sub.share_group.is_none(),
@@ -552,10 +607,7 @@ impl Connection {
                 epoch: self.epoch,
                 subscriptions: durable.clone(),
             };
-            if let Err(e) = self.broker.submit(cmd).await {
-                tracing::warn!(error = %e, "subscription not committed");
-                return Err(Exit::Violation(reason::SERVER_UNAVAILABLE));
-            }
+            self.submit_owned(cmd).await?;
         }
         out.push(Packet::SubAck(codec::SubAck {
             pkid: s.pkid,
@@ -567,10 +619,15 @@ impl Connection {
     }
 
     /// Delivers the retained messages matching newly granted subscriptions.
-    fn send_retained(&mut self, subs: Vec<(Subscription, SubOptions)>, out: &mut Vec<Packet>) {
+    fn send_retained(&mut self, mut subs: Vec<(Subscription, SubOptions)>, out: &mut Vec<Packet>) {
         if subs.is_empty() {
             return;
         }
+        // The same filter twice in one SUBSCRIBE replaces itself: walk the
+        // retained store once per distinct filter (the last options win).
+        subs.reverse();
+        let mut seen = std::collections::HashSet::new();
+        subs.retain(|(sub, _)| seen.insert(sub.clone()));
         let now = now_ms();
         let mut found: Vec<(Arc<Message>, SubOptions)> = Vec::new();
         {
@@ -615,7 +672,9 @@ impl Connection {
                 Err(_) => reasons.push(reason::TOPIC_FILTER_INVALID),
                 Ok(sub) => {
                     let existed = self.subscriptions.remove(&sub).is_some();
-                    self.broker.router.unsubscribe(&sub, &self.client_id);
+                    self.broker
+                        .router
+                        .unsubscribe(&sub, &self.client_id, self.conn_id);
                     if existed && self.persistent {
                         durable.push(sub);
                     }
@@ -633,10 +692,7 @@ impl Connection {
                 epoch: self.epoch,
                 filters: durable,
             };
-            if let Err(e) = self.broker.submit(cmd).await {
-                tracing::warn!(error = %e, "unsubscribe not committed");
-                return Err(Exit::Violation(reason::SERVER_UNAVAILABLE));
-            }
+            self.submit_owned(cmd).await?;
         }
         out.push(Packet::UnsubAck(codec::UnsubAck {
             pkid: u.pkid,
@@ -668,20 +724,29 @@ impl Connection {
                 },
             }));
         }
-        let _ = self.flush(writer, &mut out_buf).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(1), self.flush(writer, &mut out_buf)).await;
         let _ =
             tokio::time::timeout(Duration::from_secs(1), SinkExt::<&Packet>::close(writer)).await;
         self.submit_acks().await;
 
         let broker = self.broker.clone();
         for sub in self.subscriptions.keys() {
-            broker.router.unsubscribe(sub, &self.client_id);
+            broker
+                .router
+                .unsubscribe(sub, &self.client_id, self.conn_id);
         }
         broker
             .stats
             .connections_current
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        if self.persistent {
+        // A takeover that gave up waiting for this connection owns the
+        // stash and will state now; this one only cleans up what is its own.
+        let replaced = self
+            .control
+            .abandoned
+            .load(std::sync::atomic::Ordering::Acquire);
+        if self.persistent && !replaced {
             broker
                 .stash
                 .entry(self.client_id.clone())
@@ -718,7 +783,11 @@ impl Connection {
             } else {
                 0
             };
-            schedule_will(&broker, self.client_id.clone(), will, delay);
+            // A delayed will of a connection already replaced is never sent:
+            // a new connection to the session exists [MQTT-3.1.3-9].
+            if delay == 0 || !replaced {
+                schedule_will(&broker, self.client_id.clone(), will, delay);
+            }
         }
         // Unregister last: a reconnect either finds this connection and waits
         // for `done`, or finds its delayed will already registered to cancel.

@@ -55,6 +55,7 @@ fn connect(s: &mut State, c: &str, clean: bool, expiry: u32, now: u64) -> (u64, 
         Response::Connected {
             epoch,
             session_present,
+            ..
         } => (epoch, session_present),
         other => panic!("unexpected {other:?}"),
     }
