@@ -216,6 +216,7 @@ impl Broker {
         let limits = StateLimits {
             max_queued_messages: config.limits.max_queued_messages,
             max_retained_messages: config.limits.max_retained_messages,
+            max_sessions: config.limits.max_sessions,
         };
         let state = Arc::new(Mutex::new(State::new(limits)));
         let clients = Arc::new(DashMap::new());

@@ -221,8 +221,11 @@ pub struct LimitsConfig {
     pub max_filters_per_packet: usize,
     /// Retained messages in the broker.
     pub max_retained_messages: usize,
-    /// Concurrent connections.
+    /// Concurrent connections (on this node).
     pub max_connections: usize,
+    /// Sessions in the whole cluster, connected or waiting offline. Must be
+    /// the same on every node (it is enforced by the replicated state).
+    pub max_sessions: usize,
     /// Topic aliases a v5 client may use towards us.
     pub topic_alias_maximum: u16,
 }
@@ -242,6 +245,7 @@ impl Default for LimitsConfig {
             max_filters_per_packet: 64,
             max_retained_messages: 1_000_000,
             max_connections: 100_000,
+            max_sessions: 1_000_000,
             topic_alias_maximum: 32,
         }
     }
@@ -462,6 +466,9 @@ impl Config {
         }
         if l.max_connections == 0 {
             return invalid("limits.max_connections", "must be at least 1");
+        }
+        if l.max_sessions == 0 {
+            return invalid("limits.max_sessions", "must be at least 1");
         }
         if self.session.connect_timeout.is_zero() {
             return invalid("session.connect_timeout", "must be positive");

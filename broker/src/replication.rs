@@ -94,11 +94,37 @@ impl Replicator for Batcher {
     }
 }
 
-/// Rough encoded size of a command: payloads dominate.
+/// Rough encoded size of a command (an upper estimate of what postcard writes).
 fn approx_size(cmd: &Command) -> usize {
     match cmd {
-        Command::Publish { msg, .. } => 128 + msg.topic.as_str().len() + msg.payload.len(),
-        _ => 128,
+        Command::Publish { msg, .. } => {
+            let p = &msg.props;
+            128 + msg.topic.as_str().len()
+                + msg.payload.len()
+                + p.content_type.as_ref().map_or(0, String::len)
+                + p.response_topic.as_ref().map_or(0, String::len)
+                + p.correlation_data.as_ref().map_or(0, |c| c.len())
+                + p.user_properties
+                    .iter()
+                    .map(|(k, v)| 8 + k.len() + v.len())
+                    .sum::<usize>()
+                + msg.publisher.as_ref().map_or(0, |c| c.as_str().len())
+        }
+        Command::Subscribe { subscriptions, .. } => {
+            128 + subscriptions
+                .iter()
+                .map(|(s, _)| 32 + s.filter.as_str().len())
+                .sum::<usize>()
+        }
+        Command::Unsubscribe { filters, .. } => {
+            128 + filters
+                .iter()
+                .map(|s| 32 + s.filter.as_str().len())
+                .sum::<usize>()
+        }
+        Command::Ack { seqs, .. } | Command::Release { seqs, .. } => 128 + 10 * seqs.len(),
+        Command::Batch(cmds) => cmds.iter().map(approx_size).sum(),
+        _ => 160,
     }
 }
 

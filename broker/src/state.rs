@@ -183,6 +183,8 @@ pub enum Response {
     },
     /// The command named an epoch that no longer owns the session.
     Fenced,
+    /// A new session would exceed the cluster-wide session limit.
+    SessionQuotaExceeded,
     /// Results of a batch, in order.
     Batch(Vec<Response>),
 }
@@ -205,6 +207,8 @@ pub struct StateLimits {
     pub max_queued_messages: usize,
     /// Retained messages in the whole broker.
     pub max_retained_messages: usize,
+    /// Sessions (connected or waiting offline) in the whole cluster.
+    pub max_sessions: usize,
 }
 
 /// The shared state: persistent sessions, their subscription index and the
@@ -359,6 +363,12 @@ impl State {
             .sessions
             .get(&client_id)
             .is_some_and(|r| !is_expired(r, now_ms));
+        if !self.sessions.contains_key(&client_id)
+            && self.sessions.len() >= self.limits.max_sessions
+        {
+            // Checked before the epoch matters to anyone: nothing changes.
+            return Response::SessionQuotaExceeded;
+        }
         if clean_start || !resumable {
             if self.sessions.contains_key(&client_id) {
                 self.remove_session(&client_id);

@@ -272,8 +272,17 @@ pub(super) async fn accept<T: Transport>(
                 session_present,
                 taken_from,
             ),
+            Ok(Response::SessionQuotaExceeded) => {
+                broker
+                    .clients
+                    .remove_if(&client_id, |_, h| h.conn_id == conn_id);
+                control.done.cancel();
+                refuse(writer, reason::QUOTA_EXCEEDED, "session limit reached").await;
+                return None;
+            }
             other => {
                 tracing::warn!(?other, "session claim failed");
+                control.done.cancel();
                 broker
                     .clients
                     .remove_if(&client_id, |_, h| h.conn_id == conn_id);

@@ -8,6 +8,7 @@ fn limits() -> StateLimits {
     StateLimits {
         max_queued_messages: 3,
         max_retained_messages: 2,
+        max_sessions: 4,
     }
 }
 
@@ -350,4 +351,26 @@ fn snapshot_restores_an_equal_state() {
     assert!(present);
     assert!(e2 > e, "epochs keep growing after a restore");
     assert!(r.restore(b"garbage").is_err());
+}
+
+#[test]
+fn sessions_are_bounded_cluster_wide() {
+    let mut s = State::new(limits());
+    for c in ["a", "b", "c", "d"] {
+        connect(&mut s, c, true, 60, 0);
+    }
+    let (r, _) = apply(
+        &mut s,
+        Command::Connect {
+            client_id: cid("e"),
+            node: 1,
+            clean_start: true,
+            expiry_secs: 0,
+            now_ms: 0,
+        },
+    );
+    assert_eq!(r, Response::SessionQuotaExceeded);
+    // An existing session can still be resumed or replaced.
+    let (_, present) = connect(&mut s, "a", false, 60, 1);
+    assert!(present);
 }
