@@ -21,6 +21,7 @@
 //! (later `cluster`, `auth`, `plugins`); only `protocol*` sees codec types.
 
 pub mod authn;
+pub mod cli;
 pub mod config;
 pub mod message;
 pub mod retained;

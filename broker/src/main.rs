@@ -32,6 +32,11 @@ enum Command {
     Serve(ServeArgs),
     /// Inspect or change the cluster through a node's admin API.
     Cluster(ClusterArgs),
+    /// Validate policy files and explain decisions.
+    #[command(subcommand)]
+    Policy(starling_broker::cli::policy::PolicyCommand),
+    /// Hash a password (read from standard input) for a policy file.
+    Passwd,
 }
 
 #[derive(clap::Args)]
@@ -110,6 +115,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Cluster(args) => cluster(args),
+        Command::Policy(cmd) => starling_broker::cli::policy::run(cmd),
+        Command::Passwd => starling_broker::cli::policy::passwd(),
     }
 }
 

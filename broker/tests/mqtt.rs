@@ -21,6 +21,8 @@ mod keepalive;
 mod limits;
 #[path = "mqtt/malformed.rs"]
 mod malformed;
+#[path = "mqtt/policy_cli.rs"]
+mod policy_cli;
 #[path = "mqtt/pubsub.rs"]
 mod pubsub;
 #[path = "mqtt/qos2.rs"]
