@@ -319,7 +319,7 @@ pub(super) async fn accept<T: Transport>(
     }
 
     let limits = &cfg.limits;
-    let capacity = limits.max_queued_messages.clamp(16, 4096);
+    let capacity = limits.max_queued_messages.max(16);
     let (tx, rx) = mpsc::channel(capacity);
     let client_receive_max = c.properties.receive_maximum.unwrap_or(u16::MAX);
     let window = client_receive_max.min(limits.max_inflight);

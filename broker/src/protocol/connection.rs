@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use starling_codec::{
     self as codec, DecodeError, EncodeError, MqttCodec, Packet, Properties, Protocol, PubResp,
 };
@@ -86,8 +86,11 @@ pub(crate) async fn serve<T: Transport>(stream: T, peer: Peer, broker: Arc<Broke
         max_filters: limits.max_filters_per_packet,
     };
     let (rd, wr) = tokio::io::split(stream);
-    let mut reader: Reader<T> = FramedRead::new(rd, MqttCodec::new(pre_auth));
+    // Small initial buffers: they grow with traffic, and an idle connection
+    // should cost little (8 KiB each by default).
+    let mut reader: Reader<T> = FramedRead::with_capacity(rd, MqttCodec::new(pre_auth), 512);
     let mut writer: Writer<T> = FramedWrite::new(wr, MqttCodec::new(pre_auth));
+    *writer.write_buffer_mut() = bytes::BytesMut::new();
     let first = tokio::select! {
         r = tokio::time::timeout(broker.config.session.connect_timeout, reader.next()) => r,
         _ = broker.shutdown.cancelled() => return,
@@ -167,20 +170,36 @@ impl Connection {
                 biased;
                 code = control.kicked() => break Exit::Kicked(code),
                 _ = shutdown.cancelled() => break Exit::Kicked(reason::SERVER_SHUTTING_DOWN),
-                frame = reader.next() => match frame {
-                    None => break Exit::Lost,
-                    Some(Err(DecodeError::Io(_))) => break Exit::Lost,
-                    Some(Err(e)) => {
-                        tracing::debug!(error = %e, "malformed packet");
-                        break Exit::Violation(e.reason_code());
-                    }
-                    Some(Ok(packet)) => {
-                        last_seen = Instant::now();
-                        if let Err(exit) = self.handle(packet, &mut out_buf).await {
-                            break exit;
+                frame = reader.next() => {
+                    last_seen = Instant::now();
+                    // Handle what the client pipelined before writing the
+                    // answers: one flush then carries many PUBACKs.
+                    let mut next = Some(frame);
+                    let mut handled = 0;
+                    let mut exit = None;
+                    while let Some(frame) = next.take() {
+                        match frame {
+                            None | Some(Err(DecodeError::Io(_))) => exit = Some(Exit::Lost),
+                            Some(Err(e)) => {
+                                tracing::debug!(error = %e, "malformed packet");
+                                exit = Some(Exit::Violation(e.reason_code()));
+                            }
+                            Some(Ok(packet)) => {
+                                if let Err(e) = self.handle(packet, &mut out_buf).await {
+                                    exit = Some(e);
+                                }
+                            }
                         }
+                        handled += 1;
+                        if exit.is_some() || handled >= DRAIN_BATCH {
+                            break;
+                        }
+                        next = reader.next().now_or_never();
                     }
-                },
+                    if let Some(exit) = exit {
+                        break exit;
+                    }
+                }
                 Some(d) = rx.recv(), if self.out.has_room() => {
                     let now = now_ms();
                     out_buf.extend(self.out.push(d, now));
