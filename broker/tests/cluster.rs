@@ -5,6 +5,8 @@
 //! Every randomised scenario prints its seed; replay one with
 //! `STARLING_SEED=<seed> cargo test -p starling-broker --test cluster <name>`.
 //! Failover timing: `cargo test -p starling-broker --test cluster failover_timing -- --ignored --nocapture`.
+//! Soak (random faults under steady traffic, STARLING_SOAK_SECS, default 120):
+//! `cargo test -p starling-broker --test cluster soak -- --ignored --nocapture`.
 #![allow(
     dead_code,
     clippy::unwrap_used,
@@ -24,11 +26,15 @@ mod durability;
 mod harness;
 #[path = "cluster/history.rs"]
 mod history;
+#[path = "cluster/membership.rs"]
+mod membership;
 #[path = "cluster/partition.rs"]
 mod partition;
 #[path = "cluster/proxy.rs"]
 mod proxy;
 #[path = "cluster/raw.rs"]
 mod raw;
+#[path = "cluster/soak.rs"]
+mod soak;
 #[path = "cluster/timing.rs"]
 mod timing;

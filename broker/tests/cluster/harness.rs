@@ -58,6 +58,10 @@ pub struct Opts {
     /// Extra TOML appended to every node's config (whole sections).
     pub extra: String,
     pub snapshot_every: u64,
+    /// MQTT port of every node (each on its own address); 0: a fresh
+    /// ephemeral port per run. A fixed port lets long-running clients keep
+    /// their address list across restarts.
+    pub mqtt_port: u16,
 }
 
 impl Default for Opts {
@@ -65,6 +69,7 @@ impl Default for Opts {
         Opts {
             extra: String::new(),
             snapshot_every: 10_000,
+            mqtt_port: 0,
         }
     }
 }
@@ -90,6 +95,11 @@ pub struct Cluster {
     proxies: BTreeMap<(u64, u64), Proxy>,
     dir: Option<tempfile::TempDir>,
     name: String,
+    /// This cluster's 127.X.Y.0/24 block.
+    block: (u8, u8),
+    opts: Opts,
+    secret: PathBuf,
+    token: PathBuf,
 }
 
 fn unspecified() -> SocketAddr {
@@ -127,53 +137,20 @@ impl Cluster {
                 }
             }
         }
-        let mut nodes = Vec::new();
-        for &i in &ids {
-            let ndir = dir.path().join(format!("n{i}"));
-            std::fs::create_dir_all(&ndir).expect("node dir");
-            let me = SocketAddr::new(IpAddr::V4(ip(i)), PEER_PORT);
-            let peers: Vec<String> = ids
-                .iter()
-                .filter(|&&j| j != i)
-                .map(|&j| format!("\"{j}@{}\"", proxies[&(i, j)].listen))
-                .collect();
-            let config = format!(
-                "[node]\nid = {i}\ndata_dir = \"{data}\"\nshutdown_grace = \"3s\"\n\n\
-                 [[listeners]]\nname = \"mqtt\"\nbind = \"{ip}:0\"\n\n\
-                 [cluster]\nlisten = \"{me}\"\nadvertise = \"{me}\"\npeers = [{peers}]\n\
-                 secret_file = \"{secret}\"\nheartbeat = \"50ms\"\n\
-                 election_timeout_min = \"300ms\"\nelection_timeout_max = \"600ms\"\n\
-                 request_timeout = \"3s\"\nsnapshot_every = {snap}\n\n\
-                 [session]\nexpiry_check_interval = \"200ms\"\n\n\
-                 [admin]\nlisten = \"{ip}:0\"\ntoken_file = \"{token}\"\n\n{extra}\n",
-                data = ndir.join("data").display(),
-                ip = ip(i),
-                peers = peers.join(", "),
-                secret = secret.display(),
-                snap = opts.snapshot_every,
-                token = token.display(),
-                extra = opts.extra,
-            );
-            let cpath = ndir.join("starling.toml");
-            std::fs::write(&cpath, config).expect("config");
-            nodes.push(Node {
-                id: i,
-                ip: ip(i),
-                log: ndir.join("node.log"),
-                dir: ndir,
-                config: cpath,
-                child: None,
-                stopped: false,
-                mqtt: unspecified(),
-                admin: unspecified(),
-            });
-        }
         let mut c = Cluster {
-            nodes,
+            nodes: Vec::new(),
             proxies,
             dir: Some(dir),
             name: name.to_owned(),
+            block: (x, y),
+            opts,
+            secret,
+            token,
         };
+        for &i in &ids {
+            let peers: Vec<u64> = ids.iter().copied().filter(|&j| j != i).collect();
+            c.add_config(i, &peers);
+        }
         for &i in &ids {
             c.spawn(i);
         }
@@ -182,6 +159,82 @@ impl Cluster {
         }
         c.leader().await;
         c
+    }
+
+    /// Node `id`'s loopback address.
+    pub fn ip(&self, id: u64) -> Ipv4Addr {
+        Ipv4Addr::new(127, self.block.0, self.block.1, id as u8)
+    }
+
+    /// Node `id`'s peer address (direct, not through a proxy); what it advertises.
+    pub fn peer_addr(&self, id: u64) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(self.ip(id)), PEER_PORT)
+    }
+
+    /// Writes node `id`'s directory and config (its peers dialled through
+    /// the proxies `(id, j)`, which must exist) and registers the node.
+    fn add_config(&mut self, i: u64, peer_ids: &[u64]) {
+        let root = self.dir.as_ref().expect("cluster dir").path().to_path_buf();
+        let ndir = root.join(format!("n{i}"));
+        std::fs::create_dir_all(&ndir).expect("node dir");
+        let me = self.peer_addr(i);
+        let ip = self.ip(i);
+        let peers: Vec<String> = peer_ids
+            .iter()
+            .map(|&j| format!("\"{j}@{}\"", self.proxies[&(i, j)].listen))
+            .collect();
+        let config = format!(
+            "[node]\nid = {i}\ndata_dir = \"{data}\"\nshutdown_grace = \"3s\"\n\n\
+             [[listeners]]\nname = \"mqtt\"\nbind = \"{ip}:{port}\"\n\n\
+             [cluster]\nlisten = \"{me}\"\nadvertise = \"{me}\"\npeers = [{peers}]\n\
+             secret_file = \"{secret}\"\nheartbeat = \"50ms\"\n\
+             election_timeout_min = \"300ms\"\nelection_timeout_max = \"600ms\"\n\
+             request_timeout = \"3s\"\nsnapshot_every = {snap}\n\n\
+             [session]\nexpiry_check_interval = \"200ms\"\n\n\
+             [admin]\nlisten = \"{ip}:0\"\ntoken_file = \"{token}\"\n\n{extra}\n",
+            data = ndir.join("data").display(),
+            peers = peers.join(", "),
+            port = self.opts.mqtt_port,
+            secret = self.secret.display(),
+            snap = self.opts.snapshot_every,
+            token = self.token.display(),
+            extra = self.opts.extra,
+        );
+        let cpath = ndir.join("starling.toml");
+        std::fs::write(&cpath, config).expect("config");
+        self.nodes.push(Node {
+            id: i,
+            ip,
+            log: ndir.join("node.log"),
+            dir: ndir,
+            config: cpath,
+            child: None,
+            stopped: false,
+            mqtt: unspecified(),
+            admin: unspecified(),
+        });
+    }
+
+    /// Starts an extra node (next free id) configured with `peers` as its
+    /// peers, as an operator growing the cluster would: it finds their state
+    /// and asks the leader to add it (auto-join). Waits until it serves MQTT
+    /// (it may still be a learner then). Its dials to `peers` go through new
+    /// proxies `(new, j)`; the existing nodes learn its advertised address
+    /// from the membership and dial it directly (their configs are fixed),
+    /// so only its outbound links can be faulted.
+    pub async fn add_node(&mut self, peers: &[u64]) -> u64 {
+        let id = self.nodes.iter().map(|n| n.id).max().unwrap_or(0) + 1;
+        for &j in peers {
+            let listen = SocketAddr::new(IpAddr::V4(self.ip(id)), PROXY_BASE + j as u16);
+            let target = self.peer_addr(j);
+            let p = Proxy::start(listen, target)
+                .unwrap_or_else(|e| panic!("proxy {id}->{j} on {listen}: {e}"));
+            self.proxies.insert((id, j), p);
+        }
+        self.add_config(id, peers);
+        self.spawn(id);
+        self.await_serving(id).await;
+        id
     }
 
     fn node_mut(&mut self, id: u64) -> &mut Node {
@@ -411,6 +464,59 @@ impl Cluster {
         }
     }
 
+    /// `POST /api/v1/cluster/nodes` on node `via`: adds node `id` at `addr`.
+    /// (status, body); None if `via` did not answer (bounded by 30 s: the
+    /// call waits for the new node to catch up).
+    pub async fn admin_add_node(
+        &self,
+        via: u64,
+        id: u64,
+        addr: SocketAddr,
+    ) -> Option<(u16, String)> {
+        let body = serde_json::json!({ "id": id, "addr": addr.to_string() }).to_string();
+        http_request(
+            self.node(via).admin,
+            "POST",
+            "/api/v1/cluster/nodes",
+            Some(TOKEN),
+            Some(body),
+            Duration::from_secs(30),
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/cluster/nodes/{id}` on node `via`. (status, body);
+    /// None if `via` did not answer within 30 s.
+    pub async fn admin_remove_node(&self, via: u64, id: u64) -> Option<(u16, String)> {
+        http_request(
+            self.node(via).admin,
+            "DELETE",
+            &format!("/api/v1/cluster/nodes/{id}"),
+            Some(TOKEN),
+            None,
+            Duration::from_secs(30),
+        )
+        .await
+    }
+
+    /// (voter ids, learner ids) in node `id`'s status, sorted.
+    pub async fn members(&self, id: u64) -> Option<(Vec<u64>, Vec<u64>)> {
+        let s = self.status(id).await?;
+        let mut voters = Vec::new();
+        let mut learners = Vec::new();
+        for m in s["members"].as_array()? {
+            let mid = m["id"].as_u64()?;
+            if m["voter"].as_bool()? {
+                voters.push(mid);
+            } else {
+                learners.push(mid);
+            }
+        }
+        voters.sort_unstable();
+        learners.sort_unstable();
+        Some((voters, learners))
+    }
+
     /// The leader that every live node agrees on (and that says so itself).
     pub async fn leader(&mut self) -> u64 {
         self.leader_among(&self.live()).await
@@ -540,24 +646,55 @@ impl Drop for Cluster {
 /// A tiny HTTP/1.1 GET (Connection: close); `None` if the node does not
 /// answer within a second (down, stopped, or not listening).
 pub async fn http_get(addr: SocketAddr, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+    http_request(addr, "GET", path, token, None, Duration::from_secs(1)).await
+}
+
+/// A tiny HTTP/1.1 request with an optional JSON body; `None` if the node
+/// does not answer within `t` (per socket operation).
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<String>,
+    t: Duration,
+) -> Option<(u16, String)> {
     if addr.port() == 0 {
         return None;
     }
+    let method = method.to_owned();
     let path = path.to_owned();
     let token = token.map(str::to_owned);
-    tokio::task::spawn_blocking(move || http_get_blocking(addr, &path, token.as_deref()))
-        .await
-        .ok()
-        .flatten()
+    tokio::task::spawn_blocking(move || {
+        http_blocking(addr, &method, &path, token.as_deref(), body.as_deref(), t)
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
-fn http_get_blocking(addr: SocketAddr, path: &str, token: Option<&str>) -> Option<(u16, String)> {
-    let t = Duration::from_secs(1);
+fn http_blocking(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    t: Duration,
+) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, t).ok()?;
     s.set_read_timeout(Some(t)).ok()?;
     s.set_write_timeout(Some(t)).ok()?;
     let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    let content = body.map_or_else(String::new, |b| {
+        format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        )
+    });
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{content}Connection: close\r\n\r\n{}",
+        body.unwrap_or("")
+    );
     s.write_all(req.as_bytes()).ok()?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).ok()?;

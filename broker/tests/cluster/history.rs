@@ -313,3 +313,112 @@ pub fn assert_none(what: &str, bad: &[String]) {
         bad.join("\n  ")
     );
 }
+
+/// What one subscriber received.
+#[derive(Debug, Clone, Default)]
+pub struct SubLog {
+    pub id: String,
+    pub persistent: bool,
+    /// Every delivery, in order, duplicates included.
+    pub delivered: Vec<String>,
+    /// Successful CONNECTs.
+    pub connects: usize,
+    /// Lost connections (broker closed, reset, server DISCONNECT).
+    pub drops: usize,
+    /// G2/G4 violations seen on the way: a persistent session that was not
+    /// present on a reconnect.
+    pub violations: Vec<String>,
+}
+
+impl SubLog {
+    /// Deliveries beyond the first of each payload.
+    pub fn duplicates(&self) -> usize {
+        let unique: BTreeSet<&String> = self.delivered.iter().collect();
+        self.delivered.len() - unique.len()
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "{} ({}): {} deliveries ({} duplicates), {} connects, {} drops",
+            self.id,
+            if self.persistent {
+                "persistent"
+            } else {
+                "clean"
+            },
+            self.delivered.len(),
+            self.duplicates(),
+            self.connects,
+            self.drops
+        )
+    }
+}
+
+/// A v5 QoS 1 subscriber on `filter` that stays subscribed while nodes
+/// fail: starts on `addrs[0]`; on a lost connection or a refused CONNECT it
+/// moves to the next address and reconnects. A persistent session (expiry
+/// 1 h) subscribes once and must find its session present on every
+/// reconnect (recorded as a violation otherwise, then it subscribes again);
+/// a clean one subscribes on every connection. Records every delivery.
+/// On `stop` it sends DISCONNECT (a persistent session keeps its queue) and
+/// returns.
+pub async fn subscribe_stream(
+    addrs: Vec<SocketAddr>,
+    id: String,
+    persistent: bool,
+    filter: String,
+    stop: Arc<AtomicBool>,
+) -> SubLog {
+    let mut log = SubLog {
+        id: id.clone(),
+        persistent,
+        ..SubLog::default()
+    };
+    let mut at = 0usize;
+    let mut subscribed = false;
+    'connect: while !stop.load(Ordering::SeqCst) {
+        let addr = addrs[at];
+        let (mut c, present) = match RawClient::connect(addr, true, &id, persistent).await {
+            Ok(x) => x,
+            Err(_) => {
+                at = (at + 1) % addrs.len();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        log.connects += 1;
+        if persistent && subscribed && !present {
+            log.violations.push(format!(
+                "{id}: session not present on reconnect to {addr} (connect #{})",
+                log.connects
+            ));
+        }
+        if !persistent || !subscribed || !present {
+            match c.subscribe(&filter, 1).await {
+                Ok(code) if code < 0x80 => subscribed = true,
+                _ => {
+                    log.drops += 1;
+                    at = (at + 1) % addrs.len();
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            }
+        }
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                c.disconnect().await;
+                break 'connect;
+            }
+            match tokio::time::timeout(Duration::from_millis(300), c.next_publish()).await {
+                Err(_) => {}
+                Ok(Ok((payload, _dup))) => log.delivered.push(payload),
+                Ok(Err(_)) => {
+                    log.drops += 1;
+                    at = (at + 1) % addrs.len();
+                    continue 'connect;
+                }
+            }
+        }
+    }
+    log
+}

@@ -32,6 +32,8 @@ pub enum PubOutcome {
 
 pub struct RawClient {
     s: TcpStream,
+    /// Bytes read but not yet parsed into a packet (reads are cancel-safe).
+    buf: Vec<u8>,
     pub v5: bool,
     next_pkid: u16,
     pub addr: SocketAddr,
@@ -56,6 +58,33 @@ fn varint(mut n: usize) -> Vec<u8> {
             return out;
         }
     }
+}
+
+/// One whole packet at the start of `buf`: (first byte, body, bytes used);
+/// None if more bytes are needed.
+fn parse_frame(buf: &[u8]) -> Result<Option<(u8, Vec<u8>, usize)>, String> {
+    let Some(&b1) = buf.first() else {
+        return Ok(None);
+    };
+    let mut len = 0usize;
+    let mut at = 1;
+    loop {
+        let Some(&b) = buf.get(at) else {
+            return Ok(None);
+        };
+        len |= usize::from(b & 0x7f) << (7 * (at - 1));
+        at += 1;
+        if b & 0x80 == 0 {
+            break;
+        }
+        if at > 4 {
+            return Err("malformed remaining length".into());
+        }
+    }
+    if buf.len() < at + len {
+        return Ok(None);
+    }
+    Ok(Some((b1, buf[at..at + len].to_vec(), at + len)))
 }
 
 fn frame(header: u8, body: &[u8]) -> Vec<u8> {
@@ -99,6 +128,7 @@ impl RawClient {
         let _ = s.set_nodelay(true);
         let mut c = RawClient {
             s,
+            buf: Vec::new(),
             v5,
             next_pkid: 0,
             addr,
@@ -130,20 +160,61 @@ impl RawClient {
             .map_err(|_| "timed out".to_string())?
     }
 
+    /// Reads one packet. Cancel-safe: bytes read are kept in `buf` until a
+    /// whole packet is there, so a timed-out call loses nothing.
     async fn packet_unbounded(&mut self) -> Result<(u8, Vec<u8>), String> {
-        let e = |e: std::io::Error| e.to_string();
-        let b1 = self.s.read_u8().await.map_err(e)?;
-        let mut len = 0usize;
-        for i in 0..4 {
-            let b = self.s.read_u8().await.map_err(e)?;
-            len |= usize::from(b & 0x7f) << (7 * i);
-            if b & 0x80 == 0 {
-                break;
+        loop {
+            if let Some((b1, body, used)) = parse_frame(&self.buf)? {
+                self.buf.drain(..used);
+                return Ok((b1, body));
+            }
+            self.buf.reserve(4096);
+            let n = self
+                .s
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("connection closed by the broker".into());
             }
         }
-        let mut body = vec![0; len];
-        self.s.read_exact(&mut body).await.map_err(e)?;
-        Ok((b1, body))
+    }
+
+    /// The next PUBLISH: (payload, DUP flag); QoS 1 is acknowledged. Other
+    /// packets are skipped; a server DISCONNECT or a closed connection is an
+    /// error. Unbounded in time; cancel-safe (wrap it in a timeout).
+    pub async fn next_publish(&mut self) -> Result<(String, bool), String> {
+        loop {
+            let (b1, body) = self.packet_unbounded().await?;
+            if b1 == 0xE0 {
+                return Err(format!(
+                    "DISCONNECT {:#x}",
+                    body.first().copied().unwrap_or(0)
+                ));
+            }
+            if b1 & 0xF0 != 0x30 {
+                continue;
+            }
+            let qos = (b1 >> 1) & 3;
+            let dup = b1 & 0x08 != 0;
+            let tlen = usize::from(u16::from_be_bytes([body[0], body[1]]));
+            let mut at = 2 + tlen;
+            let pkid = (qos > 0).then(|| u16::from_be_bytes([body[at], body[at + 1]]));
+            if qos > 0 {
+                at += 2;
+            }
+            if self.v5 {
+                at += 1 + usize::from(body[at]);
+            }
+            let payload = String::from_utf8_lossy(&body[at..]).into_owned();
+            if let (1, Some(id)) = (qos, pkid) {
+                self.s
+                    .write_all(&frame(0x40, &id.to_be_bytes()))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            return Ok((payload, dup));
+        }
     }
 
     fn pkid(&mut self) -> u16 {
