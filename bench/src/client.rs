@@ -417,8 +417,13 @@ pub async fn subscribe_loop(
         if until.is_some() && *ctl.borrow() == PUBS_DONE {
             return Ok(SubEnd::Drain);
         }
-        tokio::select! {
-            biased;
+        // Frames that arrived with the CONNACK (a resumed session's queue is
+        // sent right behind it) are already buffered: handle them before
+        // waiting for more bytes, or the broker waits for their acks forever.
+        let buffered = proto::next_frame(&c.rbuf)?.is_some();
+        if !buffered {
+            tokio::select! {
+                biased;
             r = ctl.changed() => {
                 if r.is_err() {
                     return Ok(SubEnd::Stopped);
@@ -430,6 +435,7 @@ pub async fn subscribe_loop(
                 if r? == 0 {
                     bail!("subscriber connection closed by broker");
                 }
+            }
             }
         }
         let now = ns_since(base, Instant::now());
