@@ -108,6 +108,8 @@ pub(crate) enum PublishError {
     RetainQuota,
     /// The replicated log is unavailable (v5 0x88 / no acknowledgement).
     Unavailable(ReplicationError),
+    /// Clients may not publish there (v5 0x87).
+    NotAuthorized,
 }
 
 /// Coalesced linearizable read barriers: callers that arrive while one is in
@@ -273,9 +275,12 @@ impl Broker {
     /// once the publisher may be acknowledged.
     pub async fn publish(&self, msg: Arc<Message>) -> Result<(), PublishError> {
         if msg.topic.is_system() && msg.publisher.is_some() {
-            // `$`-topics are the broker's; clients may publish there only
-            // where a policy says so (access-control issue). Until then they
-            // are routed live and never retained or queued.
+            // `$SYS/...` is the broker's own: a client must never be able to
+            // spoof broker statistics. Other `$`-topics are routed live only
+            // (never retained or queued) until the policy engine grants them.
+            if msg.topic.as_str().starts_with("$SYS/") {
+                return Err(PublishError::NotAuthorized);
+            }
             self.peers.route(&msg, false, &self.router);
             return Ok(());
         }

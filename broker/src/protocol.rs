@@ -55,6 +55,7 @@ pub(crate) mod reason {
     pub const SUCCESS: u8 = 0x00;
     pub const NO_SUBSCRIPTION_EXISTED: u8 = 0x11;
     pub const UNSPECIFIED: u8 = 0x80;
+    pub const NOT_AUTHORIZED: u8 = 0x87;
     pub const PROTOCOL_ERROR: u8 = 0x82;
     pub const UNSUPPORTED_PROTOCOL_VERSION: u8 = 0x84;
     pub const CLIENT_ID_NOT_VALID: u8 = 0x85;

@@ -510,6 +510,10 @@ impl Connection {
                 }
                 reason::QUOTA_EXCEEDED
             }
+            Err(PublishError::NotAuthorized) => {
+                tracing::debug!("publish to a broker-only topic refused");
+                reason::NOT_AUTHORIZED
+            }
             Err(PublishError::Unavailable(e)) => {
                 tracing::warn!(error = %e, "publish not committed");
                 if !v5 && qos != QoS::AtMostOnce {

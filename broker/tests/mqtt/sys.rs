@@ -78,3 +78,39 @@ async fn sys_connected_count_follows_disconnects() {
     a.disconnect().await;
     crate::clients::wait_connected(&b, 1).await;
 }
+
+#[tokio::test]
+async fn clients_cannot_spoof_sys_topics() {
+    // No periodic values: anything that arrives would be the spoof.
+    let b = Broker::start_with("[sys]\ninterval = \"0s\"\n");
+    let mut s = v5(&b, "watcher").await;
+    s.subscribe("$SYS/broker/#", QoS5::AtMostOnce).await;
+    let mut p = v5(&b, "spoofer").await;
+    p.client
+        .publish(
+            "$SYS/broker/uptime",
+            QoS5::AtLeastOnce,
+            false,
+            b"0 seconds".to_vec(),
+        )
+        .await
+        .unwrap();
+    let ack = p.puback().await;
+    assert_eq!(
+        ack.reason,
+        rumqttc::v5::mqttbytes::v5::PubAckReason::NotAuthorized,
+        "{ack:?}"
+    );
+    let mut p4 = v4(&b, "spoofer4").await;
+    p4.client
+        .publish(
+            "$SYS/broker/version",
+            QoS::AtLeastOnce,
+            true,
+            b"fake".to_vec(),
+        )
+        .await
+        .unwrap();
+    p4.puback().await;
+    s.no_publish().await;
+}
