@@ -18,7 +18,7 @@
 
 #[path = "cluster/basic.rs"]
 mod basic;
-#[path = "cluster/clients.rs"]
+#[path = "mqtt/clients.rs"]
 mod clients;
 #[path = "cluster/durability.rs"]
 mod durability;

@@ -6,7 +6,20 @@ use std::time::Duration;
 use rumqttc::v5;
 use tokio::sync::mpsc;
 
-use crate::harness::Broker;
+use std::net::SocketAddr;
+
+/// Where a client connects: a test broker or a plain socket address (the
+/// cluster suite shares this module).
+pub trait Target {
+    /// The broker's MQTT address.
+    fn mqtt_addr(&self) -> SocketAddr;
+}
+
+impl Target for SocketAddr {
+    fn mqtt_addr(&self) -> SocketAddr {
+        *self
+    }
+}
 
 /// How long a test waits for something that should happen.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -23,14 +36,15 @@ pub struct V4 {
 }
 
 /// Options for a 3.1.1 client.
-pub fn v4_opts(b: &Broker, id: &str) -> rumqttc::MqttOptions {
-    let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", b.port());
+pub fn v4_opts(b: impl Target, id: &str) -> rumqttc::MqttOptions {
+    let a = b.mqtt_addr();
+    let mut o = rumqttc::MqttOptions::new(id, a.ip().to_string(), a.port());
     o.set_keep_alive(Duration::from_secs(30));
     o
 }
 
 /// Connects a 3.1.1 client and waits for its CONNACK.
-pub async fn v4(b: &Broker, id: &str) -> V4 {
+pub async fn v4(b: impl Target, id: &str) -> V4 {
     v4_with(v4_opts(b, id)).await
 }
 
@@ -182,14 +196,15 @@ pub struct V5 {
 }
 
 /// Options for a 5.0 client.
-pub fn v5_opts(b: &Broker, id: &str) -> v5::MqttOptions {
-    let mut o = v5::MqttOptions::new(id, "127.0.0.1", b.port());
+pub fn v5_opts(b: impl Target, id: &str) -> v5::MqttOptions {
+    let a = b.mqtt_addr();
+    let mut o = v5::MqttOptions::new(id, a.ip().to_string(), a.port());
     o.set_keep_alive(Duration::from_secs(30));
     o
 }
 
 /// Connects a 5.0 client and waits for a successful CONNACK.
-pub async fn v5(b: &Broker, id: &str) -> V5 {
+pub async fn v5(b: impl Target, id: &str) -> V5 {
     let (c, ack) = v5_with(v5_opts(b, id)).await;
     assert_eq!(
         ack.code,
@@ -435,7 +450,7 @@ pub fn props5() -> v5::mqttbytes::v5::PublishProperties {
 /// the watcher itself (needs a short `[sys] interval`). Connection counts
 /// drop only after a closed connection's subscriptions are gone, so this is
 /// a reliable "the broker has finished with that client" signal.
-pub async fn wait_connected(b: &Broker, n: usize) {
+pub async fn wait_connected(b: impl Target, n: usize) {
     let mut w = v5(b, "sys-watcher").await;
     w.subscribe(
         "$SYS/broker/clients/connected",

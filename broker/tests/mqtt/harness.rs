@@ -206,6 +206,12 @@ impl Broker {
     }
 }
 
+impl crate::clients::Target for &Broker {
+    fn mqtt_addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
