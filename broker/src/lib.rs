@@ -9,7 +9,7 @@
 //!                                         │                 └─► other connections' bounded queues
 //!                                         ▼
 //!                                  replication::Replicator ──► state::State::apply (deterministic)
-//!                                  (local applier today; the Raft log in the cluster)
+//!                                  (through the Raft log: clustering.rs + cluster crate)
 //! ```
 //!
 //! Durable shared state — persistent sessions, their subscriptions and queued
@@ -17,8 +17,9 @@
 //! [`state::Command`]s applied by one deterministic function. Clean sessions
 //! and live delivery stay outside the log.
 //!
-//! Must not depend on: anything but `starling-codec` in the workspace for now
-//! (later `cluster`, `auth`, `plugins`); only `protocol*` sees codec types.
+//! Depends on `starling-codec`, `starling-cluster` and `starling-auth` (later
+//! `plugins`); never the other way round. Only `protocol*` sees codec types;
+//! only `clustering.rs` names the cluster crate's types.
 
 pub mod authn;
 pub mod cli;

@@ -5,8 +5,9 @@
 //! session ownership — is a [`Command`] applied by [`State::apply`]. Apply is
 //! deterministic: it reads no clock (commands carry `now_ms`), no randomness
 //! and no node-local data, so every replica that applies the same log reaches
-//! the same state. Today a local applier runs it in process; the cluster runs
-//! it on every node from the Raft log.
+//! the same state. Every node runs it from the Raft log (a single node is a
+//! group of one). The limits in [`StateLimits`] come from config and must be
+//! equal on every node.
 //!
 //! Node-local reactions (wake the connection of a session that received a
 //! message, fence a connection whose ownership moved) are reported as
