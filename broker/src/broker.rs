@@ -136,7 +136,7 @@ pub(crate) struct Broker {
     pub peers: Peers,
     pub router: Router,
     pub clients: Arc<DashMap<ClientId, ClientHandle>>,
-    pub stash: DashMap<ClientId, SessionStash>,
+    pub stash: Arc<DashMap<ClientId, SessionStash>>,
     pub wills: Arc<DashMap<ClientId, PendingWill>>,
     pub stats: Stats,
     /// `$SYS` retained values: node-local, never replicated.
@@ -159,6 +159,7 @@ struct NodeEffects {
     node: NodeId,
     clients: Arc<DashMap<ClientId, ClientHandle>>,
     wills: Arc<DashMap<ClientId, PendingWill>>,
+    stash: Arc<DashMap<ClientId, SessionStash>>,
 }
 
 impl EffectSink for NodeEffects {
@@ -203,6 +204,8 @@ impl EffectSink for NodeEffects {
             }
         }
         for client in fx.ended {
+            // The session's node-local leftovers end with it.
+            self.stash.remove(&client);
             // The session ended before the will delay passed: the will goes now.
             if let Some(w) = self.wills.get(&client) {
                 w.fire_now.notify_one();
@@ -223,10 +226,12 @@ impl Broker {
         let state = Arc::new(Mutex::new(State::new(limits)));
         let clients = Arc::new(DashMap::new());
         let wills = Arc::new(DashMap::new());
+        let stash = Arc::new(DashMap::new());
         let sink = Arc::new(NodeEffects {
             node: config.node.id,
             clients: clients.clone(),
             wills: wills.clone(),
+            stash: stash.clone(),
         });
         let machine = BrokerMachine::new(state.clone(), sink);
         let membership = crate::clustering::join(&config, machine).await?;
@@ -246,7 +251,7 @@ impl Broker {
             peers,
             router: Router::default(),
             clients,
-            stash: DashMap::new(),
+            stash,
             wills,
             stats: Stats::default(),
             sys_retained: Mutex::new(BTreeMap::new()),

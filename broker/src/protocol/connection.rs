@@ -770,11 +770,16 @@ impl Connection {
             .abandoned
             .load(std::sync::atomic::Ordering::Acquire);
         if self.persistent && !replaced {
-            broker
-                .stash
-                .entry(self.client_id.clone())
-                .or_default()
-                .awaiting_rel = std::mem::take(&mut self.awaiting_rel);
+            // Only what must survive: an empty stash is not kept.
+            if self.awaiting_rel.is_empty() {
+                broker.stash.remove(&self.client_id);
+            } else {
+                broker
+                    .stash
+                    .entry(self.client_id.clone())
+                    .or_default()
+                    .awaiting_rel = std::mem::take(&mut self.awaiting_rel);
+            }
         }
         {
             // Ends the claim (and the session, when its expiry is 0).
