@@ -115,7 +115,7 @@ TOML
 
 echo "== starting $STARLING on 127.0.0.1:$PORT (WebSocket :$WS_PORT, TLS :$TLS_PORT, data dir $TMP/data)"
 mkdir -p "$TMP/data"
-STARLING_LOG=${STARLING_LOG:-info} "$STARLING" serve --config "$TMP/starling.toml" --admin-listen 127.0.0.1:0 --data-dir "$TMP/data" \
+STARLING_LOG=${STARLING_LOG:-info} "$STARLING" serve --config "$TMP/starling.toml" --policy "$HERE/../docs/examples/dev-policy.toml" --admin-listen 127.0.0.1:0 --data-dir "$TMP/data" \
   2>"$BROKER_LOG" >/dev/null </dev/null &
 BROKER_PID=$!
 

@@ -101,7 +101,7 @@ start_broker() { # kind port
   case "$kind" in
     starling)
       rm -rf "$WORK/data"
-      "${PIN_BROKER[@]}" "$STARLING" serve --config "$WORK/starling.toml" --listen "127.0.0.1:$port" \
+      "${PIN_BROKER[@]}" "$STARLING" serve --config "$WORK/starling.toml" --policy "$ROOT/docs/examples/dev-policy.toml" --listen "127.0.0.1:$port" \
         --admin-listen 127.0.0.1:0 --data-dir "$WORK/data" --log warn >>"$OUT/starling-broker.log" 2>&1 &
       ;;
     mosquitto)

@@ -31,6 +31,8 @@ pub(crate) async fn serve(listener: TcpListener, broker: Arc<Broker>, token: Opt
         .route("/api/v1/cluster", get(cluster_status))
         .route("/api/v1/cluster/nodes", post(add_node))
         .route("/api/v1/cluster/nodes/{id}", delete(remove_node))
+        .route("/api/v1/policy", get(policy_status))
+        .route("/api/v1/policy/reload", post(policy_reload))
         .with_state(Admin { broker, token });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -93,7 +95,60 @@ async fn readyz(State(a): State<Admin>) -> Response {
         )
             .into_response();
     }
+    if b.config.auth.policy_file.is_some() && b.access.seq() == 0 {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no policy in force yet\n").into_response();
+    }
     (StatusCode::OK, "ready\n").into_response()
+}
+
+/// The policy in force on this node: every node of a healthy cluster
+/// reports the same sequence number and hash.
+async fn policy_status(State(a): State<Admin>, headers: HeaderMap) -> Response {
+    if let Err((status, why)) = a.authorize(&headers) {
+        return error(status, why);
+    }
+    let access = &a.broker.access;
+    let p = access.policy();
+    let stats = &access.stats;
+    Json(serde_json::json!({
+        "seq": access.seq(),
+        "hash": p.hash(),
+        "revision": p.revision(),
+        "version": p.version(),
+        "rules": p.rule_count(),
+        "file": a.broker.config.auth.policy_file,
+        "reloads": {
+            "applied": stats.reload_applied.load(Ordering::Relaxed),
+            "rejected": stats.reload_rejected.load(Ordering::Relaxed),
+        },
+        "security_events": access.events.counts().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+    }))
+    .into_response()
+}
+
+/// Reloads this node's policy file now: 200 with the outcome, 422 when the
+/// file is refused (the policy in force stays), 409 without a policy file.
+async fn policy_reload(State(a): State<Admin>, headers: HeaderMap) -> Response {
+    if let Err((status, why)) = a.authorize(&headers) {
+        return error(status, why);
+    }
+    if a.broker.config.auth.policy_file.is_none() {
+        return error(
+            StatusCode::CONFLICT,
+            "this node has no policy file to reload",
+        );
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if a.broker.policy_reload.send(tx).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "policy reload unavailable");
+    }
+    match rx.await {
+        Ok(o) if o.result == "rejected" => {
+            (StatusCode::UNPROCESSABLE_ENTITY, Json(o)).into_response()
+        }
+        Ok(o) => Json(o).into_response(),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+    }
 }
 
 async fn cluster_status(State(a): State<Admin>, headers: HeaderMap) -> Response {

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::access::Access;
 use crate::authn::{Authenticator, NoEnhancedAuth};
 use crate::clustering::{BrokerMachine, Membership};
 use crate::config::Config;
@@ -128,6 +129,13 @@ pub(crate) struct Broker {
     pub node_id: NodeId,
     /// Enhanced authentication (v5 AUTH) hook.
     pub authenticator: Arc<dyn Authenticator>,
+    /// The policy in force, authentication and security events.
+    pub access: Arc<Access>,
+    /// Asks the policy-file task to reload (admin API).
+    pub policy_reload: tokio::sync::mpsc::Sender<crate::policy_source::ReloadRequest>,
+    /// The receiving end, taken by the policy-file task.
+    pub policy_requests:
+        Mutex<Option<tokio::sync::mpsc::Receiver<crate::policy_source::ReloadRequest>>>,
     pub state: Arc<Mutex<State>>,
     replicator: Arc<dyn Replicator>,
     /// Raft membership of this node.
@@ -157,6 +165,7 @@ pub(crate) struct Broker {
 /// Routes apply effects to this node's connections.
 struct NodeEffects {
     node: NodeId,
+    access: Arc<Access>,
     clients: Arc<DashMap<ClientId, ClientHandle>>,
     wills: Arc<DashMap<ClientId, PendingWill>>,
     stash: Arc<DashMap<ClientId, SessionStash>>,
@@ -164,6 +173,9 @@ struct NodeEffects {
 
 impl EffectSink for NodeEffects {
     fn on_restored(&self, state: &State) {
+        if let Some(p) = state.policy() {
+            self.access.install(p);
+        }
         // Whatever a snapshot skipped over: connections whose claim was
         // superseded close, the others look at their queue again.
         for c in self.clients.iter() {
@@ -183,6 +195,9 @@ impl EffectSink for NodeEffects {
     }
 
     fn on_effects(&self, fx: Effects) {
+        if let Some(p) = &fx.policy {
+            self.access.install(p);
+        }
         for (client, owner) in fx.wake {
             if owner.node != self.node {
                 continue;
@@ -227,8 +242,11 @@ impl Broker {
         let clients = Arc::new(DashMap::new());
         let wills = Arc::new(DashMap::new());
         let stash = Arc::new(DashMap::new());
+        let access = Arc::new(Access::new(&config));
+        let (policy_reload, policy_requests) = tokio::sync::mpsc::channel(4);
         let sink = Arc::new(NodeEffects {
             node: config.node.id,
+            access: access.clone(),
             clients: clients.clone(),
             wills: wills.clone(),
             stash: stash.clone(),
@@ -244,6 +262,9 @@ impl Broker {
         Ok(Arc::new(Broker {
             node_id: config.node.id,
             authenticator: Arc::new(NoEnhancedAuth),
+            access,
+            policy_reload,
+            policy_requests: Mutex::new(Some(policy_requests)),
             config: Arc::new(config),
             state,
             replicator,

@@ -31,6 +31,10 @@ pub struct Config {
     pub cluster: ClusterSection,
     /// Admin HTTP listener (health, cluster API).
     pub admin: AdminConfig,
+    /// Access control (the policy file).
+    pub auth: AuthConfig,
+    /// Security events.
+    pub security: SecurityConfig,
 }
 
 impl Default for Config {
@@ -43,6 +47,56 @@ impl Default for Config {
             sys: SysConfig::default(),
             cluster: ClusterSection::default(),
             admin: AdminConfig::default(),
+            auth: AuthConfig::default(),
+            security: SecurityConfig::default(),
+        }
+    }
+}
+
+/// Access control: where the policy comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The policy file (`docs/policy.md`). Without one this node follows the
+    /// policy the cluster already has; with none anywhere every client is
+    /// refused (default deny).
+    pub policy_file: Option<PathBuf>,
+    /// Reload the policy when its file changes (the directory is watched,
+    /// so Kubernetes' symlink swaps are seen). SIGHUP and the admin API
+    /// reload it too.
+    pub watch: bool,
+    /// Password verifications running at once. Each argon2id check costs
+    /// memory and tens of milliseconds of CPU: the cap keeps a brute-force
+    /// flood from exhausting either; waiting clients are bounded by the
+    /// CONNECT timeout.
+    pub max_concurrent_password_checks: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> AuthConfig {
+        AuthConfig {
+            policy_file: None,
+            watch: true,
+            max_concurrent_password_checks: 4,
+        }
+    }
+}
+
+/// Security events (`docs/security.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityConfig {
+    /// Events written per second on average (the rest are counted only).
+    pub events_per_second: u32,
+    /// Events that may be written in a burst.
+    pub events_burst: u32,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> SecurityConfig {
+        SecurityConfig {
+            events_per_second: 20,
+            events_burst: 200,
         }
     }
 }
@@ -433,6 +487,9 @@ impl Config {
         }
         if self.node.id == 0 {
             return invalid("node.id", "must be at least 1");
+        }
+        if self.auth.max_concurrent_password_checks == 0 {
+            return invalid("auth.max_concurrent_password_checks", "must be at least 1");
         }
         if !(64..=268_435_460).contains(&l.max_packet_size) {
             return invalid("limits.max_packet_size", "must be between 64 and 268435460");

@@ -99,6 +99,9 @@ struct ServeArgs {
     /// File holding the cluster's shared secret.
     #[arg(long, env = "STARLING_CLUSTER_SECRET_FILE")]
     cluster_secret_file: Option<PathBuf>,
+    /// Policy file (default deny: without a policy every client is refused).
+    #[arg(long, env = "STARLING_POLICY")]
+    policy: Option<PathBuf>,
     /// Admin HTTP address (`/livez`, `/readyz`, `/api/v1`).
     #[arg(long, env = "STARLING_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
@@ -198,6 +201,9 @@ fn load_config(args: &ServeArgs) -> Result<Config, StartError> {
     if let Some(addr) = args.admin_listen {
         config.admin.listen = addr;
     }
+    if args.policy.is_some() {
+        config.auth.policy_file.clone_from(&args.policy);
+    }
     let c = &mut config.cluster;
     if args.cluster_listen.is_some() {
         c.listen = args.cluster_listen;
@@ -216,17 +222,7 @@ fn load_config(args: &ServeArgs) -> Result<Config, StartError> {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    if args.log_json {
-        fmt.json().init();
-    } else {
-        fmt.init();
-    }
+    init_logging(&args);
     let config = match load_config(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -264,6 +260,51 @@ fn serve(args: ServeArgs) -> ExitCode {
         server.run(stop).await;
         ExitCode::SUCCESS
     })
+}
+
+/// The main log (text or JSON, filtered by `--log`) and, beside it, the
+/// security events as JSON lines whatever the main format
+/// (`docs/security.md`).
+fn init_logging(args: &ServeArgs) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let security = starling_broker::security::TARGET;
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        .add_directive(
+            format!("{security}=off")
+                .parse()
+                .unwrap_or_else(|_| tracing::Level::INFO.into()),
+        );
+    let ansi = std::io::stderr().is_terminal();
+    let main = if args.log_json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .with_filter(filter)
+            .boxed()
+    };
+    let events = tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_writer(std::io::stderr)
+        .with_filter(
+            tracing_subscriber::filter::Targets::new().with_target(security, tracing::Level::INFO),
+        );
+    tracing_subscriber::registry()
+        .with(main)
+        .with(events)
+        .init();
 }
 
 async fn wait_for_signal() {

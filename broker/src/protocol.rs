@@ -20,13 +20,14 @@ use crate::message::QoS;
 
 pub(crate) use connection::serve;
 
-/// Where a connection came from, for logs (and later policy and telemetry).
+/// Where a connection came from: for logs, the policy and telemetry.
 #[derive(Debug, Clone)]
 pub(crate) struct Peer {
     pub addr: SocketAddr,
     pub listener: Arc<str>,
+    /// The connection uses TLS.
+    pub tls: bool,
     /// The verified TLS client certificate, when one was presented.
-    #[allow(dead_code)] // read by authentication (next step)
     pub cert: Option<Arc<crate::transport::CertIdentity>>,
 }
 

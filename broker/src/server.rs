@@ -25,6 +25,8 @@ pub struct Server {
     listeners: Vec<(Arc<transport::Listener>, TcpListener)>,
     admin: TcpListener,
     admin_token: Option<Arc<str>>,
+    /// The validated policy file, submitted before clients are accepted.
+    policy: Option<(Arc<str>, starling_auth::Policy)>,
 }
 
 impl Server {
@@ -75,12 +77,25 @@ impl Server {
                 addr: config.admin.listen,
                 source,
             })?;
+        // The policy file is validated before anything starts: a bad file
+        // is a configuration error (the cluster's last good policy stays in
+        // force on the other nodes).
+        let policy = match &config.auth.policy_file {
+            None => None,
+            Some(path) => Some(crate::policy_source::read(path).map_err(|reason| {
+                StartError::Config(crate::ConfigError::Invalid {
+                    key: "auth.policy_file",
+                    reason,
+                })
+            })?),
+        };
         let broker = Broker::start(config).await?;
         Ok(Server {
             broker,
             listeners,
             admin,
             admin_token,
+            policy,
         })
     }
 
@@ -122,6 +137,30 @@ impl Server {
                     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                 }
             }
+        }
+        // This node's policy file is the operator's latest word when the
+        // node starts: make it the cluster's before serving anyone.
+        if let Some((text, policy)) = self.policy {
+            let applied = tokio::select! {
+                r = crate::policy_source::submit(&broker, text, &policy) => r,
+                _ = stop.cancelled() => return,
+            };
+            if let Some(o) = applied {
+                tracing::info!(result = o.result, seq = o.seq, hash = %o.hash, "policy in force");
+            }
+            if let (Some(path), Some(rx)) = (
+                broker.config.auth.policy_file.clone(),
+                broker.policy_requests.lock().take(),
+            ) {
+                broker
+                    .tasks
+                    .spawn(crate::policy_source::run(broker.clone(), path, rx));
+            }
+        } else if broker.access.seq() == 0 {
+            tracing::warn!(
+                "no policy file (auth.policy_file / --policy) and none in the cluster: \
+                 every client is refused (default deny)"
+            );
         }
         broker
             .accepting
@@ -185,6 +224,7 @@ async fn accept_loop(
                     let peer = Peer {
                         addr: conn.addr,
                         listener: transport.name().clone(),
+                        tls: transport.is_tls(),
                         cert: conn.cert,
                     };
                     serve(conn.stream, peer, broker).await;

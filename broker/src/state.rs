@@ -17,11 +17,16 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use starling_auth::Policy;
 
 use crate::message::{ClientId, Message, QoS, SubOptions};
 use crate::retained::{RetainOutcome, RetainedStore};
 use crate::subscriptions::SubscriptionIndex;
 use crate::topic::{Subscription, TopicName};
+
+mod access;
+
+pub use access::{ActivePolicy, SessionIdentity};
 
 /// Identifies a node of the cluster (1 for a single node).
 pub type NodeId = u64;
@@ -72,6 +77,9 @@ pub struct SessionRecord {
     pub next_seq: u64,
     /// Messages dropped because the queue was full.
     pub dropped: u64,
+    /// Who connected last, for re-checking `subscriptions` when the policy
+    /// changes.
+    pub identity: Option<SessionIdentity>,
 }
 
 /// A change to the shared state.
@@ -87,6 +95,8 @@ pub enum Command {
         clean_start: bool,
         /// Expiry interval once disconnected; 0 = the session ends with the connection.
         expiry_secs: u32,
+        /// Who connects (kept with the session for policy re-checks).
+        identity: Option<SessionIdentity>,
         /// Proposer's clock.
         now_ms: u64,
     },
@@ -157,6 +167,12 @@ pub enum Command {
         /// Proposer's clock.
         now_ms: u64,
     },
+    /// Make this policy file the active policy (it was validated before
+    /// it was submitted; a replica that cannot parse it keeps the old one).
+    SetPolicy {
+        /// The policy file text.
+        text: Arc<str>,
+    },
     /// Several commands applied in order as one log entry.
     Batch(Vec<Command>),
 }
@@ -186,6 +202,16 @@ pub enum Response {
     Fenced,
     /// A new session would exceed the cluster-wide session limit.
     SessionQuotaExceeded,
+    /// A policy was applied (or was already active: `revoked` is then 0
+    /// and `seq` unchanged).
+    PolicySet {
+        /// Policy sequence number now in force.
+        seq: u64,
+        /// Stored subscriptions removed because the policy denies them.
+        revoked: usize,
+    },
+    /// The policy text did not parse here; the previous policy stays.
+    PolicyRejected(String),
     /// Results of a batch, in order.
     Batch(Vec<Response>),
 }
@@ -199,6 +225,8 @@ pub struct Effects {
     pub fenced: Vec<(ClientId, Owner)>,
     /// Sessions that ended (expired or replaced by a clean start).
     pub ended: Vec<ClientId>,
+    /// A new policy is in force.
+    pub policy: Option<ActivePolicy>,
 }
 
 /// Limits that apply deterministically on every replica.
@@ -220,6 +248,7 @@ pub struct State {
     retained: RetainedStore,
     next_epoch: u64,
     limits: StateLimits,
+    policy: Option<ActivePolicy>,
 }
 
 impl State {
@@ -231,6 +260,7 @@ impl State {
             retained: RetainedStore::new(limits.max_retained_messages),
             next_epoch: 1,
             limits,
+            policy: None,
         }
     }
 
@@ -242,8 +272,24 @@ impl State {
                 node,
                 clean_start,
                 expiry_secs,
+                identity,
                 now_ms,
-            } => self.connect(client_id, node, clean_start, expiry_secs, now_ms, fx),
+            } => {
+                let r = self.connect(
+                    client_id.clone(),
+                    node,
+                    clean_start,
+                    expiry_secs,
+                    now_ms,
+                    fx,
+                );
+                if let (Response::Connected { .. }, Some(rec)) =
+                    (&r, self.sessions.get_mut(&client_id))
+                {
+                    rec.identity = identity;
+                }
+                r
+            }
             Command::Disconnect {
                 client_id,
                 epoch,
@@ -335,6 +381,7 @@ impl State {
                 }
                 Response::Done
             }
+            Command::SetPolicy { text } => self.set_policy(text, fx),
             Command::Batch(cmds) => {
                 Response::Batch(cmds.into_iter().map(|c| self.apply(c, fx)).collect())
             }
@@ -386,6 +433,7 @@ impl State {
                     queue: VecDeque::new(),
                     next_seq: 1,
                     dropped: 0,
+                    identity: None,
                 },
             );
             return Response::Connected {
@@ -496,6 +544,61 @@ impl State {
         Response::Published { queued, retained }
     }
 
+    fn set_policy(&mut self, text: Arc<str>, fx: &mut Effects) -> Response {
+        let policy = match Policy::parse(&text) {
+            Ok((p, _warnings)) => Arc::new(p),
+            Err(e) => return Response::PolicyRejected(e.to_string()),
+        };
+        if let Some(cur) = &self.policy
+            && cur.policy.hash() == policy.hash()
+        {
+            return Response::PolicySet {
+                seq: cur.seq,
+                revoked: 0,
+            };
+        }
+        let seq = self.policy.as_ref().map_or(0, |p| p.seq) + 1;
+        let revoked = self.revoke(&policy);
+        let active = ActivePolicy { seq, text, policy };
+        fx.policy = Some(active.clone());
+        self.policy = Some(active);
+        Response::PolicySet { seq, revoked }
+    }
+
+    /// Removes the stored subscriptions `policy` no longer allows.
+    fn revoke(&mut self, policy: &Policy) -> usize {
+        let mut revoked = 0;
+        for (client, rec) in &mut self.sessions {
+            let Some(who) = &rec.identity else {
+                continue;
+            };
+            let principal = who.principal(policy);
+            let denied: Vec<Subscription> = rec
+                .subscriptions
+                .iter()
+                .filter(|(sub, opts)| {
+                    !principal.as_ref().is_some_and(|p| {
+                        access::may_subscribe(policy, p, who, client, sub, opts.qos as u8)
+                    })
+                })
+                .map(|(sub, _)| sub.clone())
+                .collect();
+            for sub in denied {
+                rec.subscriptions.remove(&sub);
+                if sub.share_group.is_none() {
+                    self.index.remove(&sub.filter, client);
+                }
+                revoked += 1;
+            }
+        }
+        revoked
+    }
+
+    /// The policy in force, if the log has set one.
+    pub fn policy(&self) -> Option<&ActivePolicy> {
+        self.policy.as_ref()
+    }
+
     fn remove_session(&mut self, client_id: &ClientId) {
         if let Some(rec) = self.sessions.remove(client_id) {
             for sub in rec.subscriptions.keys() {
@@ -551,6 +654,8 @@ struct Snapshot {
     next_epoch: u64,
     sessions: Vec<(ClientId, SessionRecord)>,
     retained: Vec<Arc<Message>>,
+    /// Sequence number and text of the active policy.
+    policy: Option<(u64, Arc<str>)>,
 }
 
 /// A snapshot that cannot be read or written.
@@ -573,6 +678,7 @@ impl State {
             next_epoch: self.next_epoch,
             sessions,
             retained,
+            policy: self.policy.as_ref().map(|p| (p.seq, p.text.clone())),
         };
         Ok(postcard::to_stdvec(&snap)?)
     }
@@ -582,6 +688,20 @@ impl State {
         let snap: Snapshot = postcard::from_bytes(bytes)?;
         let mut fresh = State::new(self.limits);
         fresh.next_epoch = snap.next_epoch;
+        if let Some((seq, text)) = snap.policy {
+            match Policy::parse(&text) {
+                Ok((p, _)) => {
+                    fresh.policy = Some(ActivePolicy {
+                        seq,
+                        text,
+                        policy: Arc::new(p),
+                    });
+                }
+                // Only a different binary could get here; deny everything
+                // rather than guess.
+                Err(e) => tracing::error!(error = %e, "snapshot policy does not parse"),
+            }
+        }
         for msg in snap.retained {
             fresh.retained.set(msg);
         }

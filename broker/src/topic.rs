@@ -345,6 +345,15 @@ impl Subscription {
     pub fn is_shared(&self) -> bool {
         self.share_group.is_some()
     }
+
+    /// The filter as a client writes it (`$share/{group}/{filter}` for
+    /// shared subscriptions): what the policy authorizes.
+    pub fn to_filter_string(&self) -> std::borrow::Cow<'_, str> {
+        match &self.share_group {
+            None => std::borrow::Cow::Borrowed(self.filter.as_str()),
+            Some(g) => std::borrow::Cow::Owned(format!("$share/{g}/{}", self.filter.as_str())),
+        }
+    }
 }
 
 impl fmt::Display for Subscription {

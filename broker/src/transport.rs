@@ -45,14 +45,10 @@ const WS_TIMEOUT: Duration = Duration::from_secs(10);
 /// and authorization (`${cert.cn}` and friends).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertIdentity {
-    /// The subject's first common name, if it has one that is a string.
-    pub cn: Option<String>,
-    /// Subject alternative names of type DNS.
-    pub dns: Vec<String>,
-    /// Subject alternative names of type URI (e.g. SPIFFE ids).
-    pub uri: Vec<String>,
-    /// SHA-256 of the DER certificate, lower-case hex.
-    pub sha256: String,
+    /// The attributes the policy matches identities on.
+    pub info: starling_auth::CertInfo,
+    /// When the certificate expires (Unix seconds), for rotation telemetry.
+    pub not_after_unix: Option<i64>,
 }
 
 /// Why a connection was refused before MQTT started.
@@ -211,6 +207,11 @@ impl Listener {
         &self.name
     }
 
+    /// Whether connections on this listener use TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// Starts watching the TLS files (if any) until `stop` fires.
     pub fn start_reload(&self, tasks: &TaskTracker, stop: CancellationToken) {
         if let Some(t) = &self.tls {
@@ -289,8 +290,8 @@ impl Listener {
             tracing::debug!(
                 peer = %addr,
                 listener = %self.name,
-                cn = c.cn.as_deref().unwrap_or(""),
-                sha256 = %c.sha256,
+                cn = c.info.cn.as_deref().unwrap_or(""),
+                sha256 = %c.info.sha256,
                 "client certificate verified"
             );
         }

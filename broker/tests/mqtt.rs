@@ -9,6 +9,8 @@
     missing_docs
 )]
 
+#[path = "mqtt/access.rs"]
+mod access;
 #[path = "mqtt/admin.rs"]
 mod admin;
 #[path = "mqtt/clients.rs"]

@@ -6,12 +6,14 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::SinkExt;
+use starling_auth::Action;
 use starling_codec::{self as codec, ConnAck, Packet, Properties, Protocol};
 use tokio::sync::mpsc;
 
 use super::connection::{Connection, WillSpec, Writer};
 use super::outbound::Outbound;
-use super::{Transport, qos_from_wire, reason};
+use super::{Peer, Transport, qos_from_wire, reason};
+use crate::access::ClientAuth;
 use crate::authn::AuthStep;
 use crate::broker::{Broker, ClientHandle, Control, SESSION_TAKEN_OVER};
 use crate::message::{ClientId, Message, MessageProps};
@@ -84,6 +86,7 @@ async fn refuse<T: Transport>(writer: &mut Writer<T>, code: u8, why: &str) {
 pub(super) async fn accept<T: Transport>(
     c: codec::Connect,
     broker: &Arc<Broker>,
+    peer: &Peer,
     writer: &mut Writer<T>,
 ) -> Option<(mpsc::Receiver<Delivery>, Connection)> {
     let cfg = &broker.config;
@@ -172,6 +175,7 @@ pub(super) async fn accept<T: Transport>(
         max_levels: cfg.limits.max_topic_levels,
     };
 
+    let credentials = (c.username.clone(), c.password.clone());
     // Will: validated now, published later.
     let will = match c.will {
         None => None,
@@ -212,6 +216,10 @@ pub(super) async fn accept<T: Transport>(
             })
         }
     };
+
+    // Watch before deciding: a policy change from here on is re-checked.
+    let policy_seen = broker.access.watch();
+    let auth = authorize(broker, peer, credentials, &client_id, will.as_ref(), writer).await?;
 
     // Session expiry.
     let max_expiry = cfg.max_session_expiry_secs();
@@ -257,6 +265,7 @@ pub(super) async fn accept<T: Transport>(
             node: broker.node_id,
             clean_start: c.clean_start,
             expiry_secs,
+            identity: Some(auth.session_identity()),
             now_ms: crate::message::now_ms(),
         };
         match broker.submit(cmd).await {
@@ -337,25 +346,40 @@ pub(super) async fn accept<T: Transport>(
 
     let mut subscriptions = HashMap::new();
     let mut awaiting_rel = HashSet::new();
+    let mut revoked = Vec::new();
+    let policy = broker.access.policy();
     if session_present {
-        let state = broker.state.lock();
-        if let Some(rec) = state.session(&client_id) {
-            out.set_resend_through(rec.next_seq.saturating_sub(1));
-            for (sub, opts) in &rec.subscriptions {
-                broker.router.subscribe(
-                    sub,
-                    LiveSub {
-                        client: client_id.clone(),
-                        conn: conn_id,
-                        opts: opts.clone(),
-                        persistent: sub.share_group.is_none(),
-                        tx: tx.clone(),
-                    },
-                );
-                subscriptions.insert(sub.clone(), opts.clone());
+        // The guard must not live across an await.
+        {
+            let state = broker.state.lock();
+            if let Some(rec) = state.session(&client_id) {
+                out.set_resend_through(rec.next_seq.saturating_sub(1));
+                for (sub, opts) in &rec.subscriptions {
+                    // Stored subscriptions were re-checked when the policy
+                    // changed, but under the identity of the previous
+                    // connection: this one may be someone else's (a lost
+                    // binding) or come from another network.
+                    let filter = sub.to_filter_string();
+                    let d = auth.decide(&policy, Action::Subscribe, &filter, opts.qos as u8, false);
+                    if !d.allowed {
+                        revoked.push((sub.clone(), d.rule.to_string()));
+                        continue;
+                    }
+                    broker.router.subscribe(
+                        sub,
+                        LiveSub {
+                            client: client_id.clone(),
+                            conn: conn_id,
+                            opts: opts.clone(),
+                            persistent: sub.share_group.is_none(),
+                            tx: tx.clone(),
+                        },
+                    );
+                    subscriptions.insert(sub.clone(), opts.clone());
+                }
             }
         }
-        drop(state);
+        revoke_on_resume(broker, &auth, &client_id, epoch, revoked).await;
         if let Some(s) = broker.stash.get(&client_id) {
             awaiting_rel = s.awaiting_rel.clone();
         }
@@ -427,6 +451,94 @@ pub(super) async fn accept<T: Transport>(
         tx,
         topic_limits,
         pending_acks: Vec::new(),
+        policy_seen,
+        receive_memo: HashMap::new(),
+        auth: Arc::new(auth),
     };
     Some((rx, conn))
+}
+
+/// Reports and removes stored subscriptions this connection may not have.
+async fn revoke_on_resume(
+    broker: &Broker,
+    auth: &ClientAuth,
+    client_id: &ClientId,
+    epoch: u64,
+    revoked: Vec<(crate::topic::Subscription, String)>,
+) {
+    if revoked.is_empty() {
+        return;
+    }
+    for (sub, rule) in &revoked {
+        auth.denied(
+            &broker.access,
+            Action::Subscribe,
+            &sub.to_filter_string(),
+            rule,
+        );
+    }
+    let cmd = Command::Unsubscribe {
+        client_id: client_id.clone(),
+        epoch,
+        filters: revoked.into_iter().map(|(s, _)| s).collect(),
+    };
+    if let Err(e) = broker.submit(cmd).await {
+        tracing::warn!(error = %e, "revoked subscriptions not removed from the session");
+    }
+}
+
+/// Authenticates the client and asks the policy whether it may connect
+/// (and set its will). `None` after refusing the CONNECT.
+async fn authorize<T: Transport>(
+    broker: &Broker,
+    peer: &Peer,
+    (username, password): (Option<String>, Option<bytes::Bytes>),
+    client_id: &ClientId,
+    will: Option<&WillSpec>,
+    writer: &mut Writer<T>,
+) -> Option<ClientAuth> {
+    let access = &broker.access;
+    let source = peer.addr.ip();
+    let cert = peer.cert.as_ref().map(|c| c.info.clone());
+    let principal = match access.authenticate(username.clone(), password, cert).await {
+        Ok(p) => p,
+        Err(f) => {
+            access.auth_failed(
+                &f,
+                source,
+                &peer.listener,
+                client_id.as_str(),
+                username.as_deref(),
+            );
+            refuse(writer, f.reason_code_v5(), "not authorized").await;
+            return None;
+        }
+    };
+    let auth = ClientAuth {
+        principal,
+        client_id: client_id.clone(),
+        source,
+        listener: peer.listener.clone(),
+        tls: peer.tls,
+    };
+    let policy = access.policy();
+    if !auth.check(access, &policy, Action::Connect, "", 0, false) {
+        refuse(writer, reason::NOT_AUTHORIZED, "not authorized").await;
+        return None;
+    }
+    if let Some(w) = will {
+        let m = &w.msg;
+        if !auth.check(
+            access,
+            &policy,
+            Action::Will,
+            m.topic.as_str(),
+            m.qos as u8,
+            m.retain,
+        ) {
+            refuse(writer, reason::NOT_AUTHORIZED, "will not authorized").await;
+            return None;
+        }
+    }
+    Some(auth)
 }

@@ -14,8 +14,12 @@ use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tracing::Instrument;
 
+use starling_auth::Action;
+use tokio::sync::watch;
+
 use super::outbound::Outbound;
 use super::{Peer, Transport, connect, qos_from_wire, reason, reason_text};
+use crate::access::ClientAuth;
 use crate::broker::{Broker, Control, PendingWill, PublishError, SESSION_TAKEN_OVER};
 use crate::message::{ClientId, Message, MessageProps, QoS, SubOptions, now_ms};
 use crate::router::{Delivery, DeliverySender, LiveSub};
@@ -28,6 +32,9 @@ pub(super) type Writer<T> = FramedWrite<WriteHalf<T>, MqttCodec>;
 /// Deliveries drained from the queue per wake-up before writing, so one
 /// flush carries many packets.
 const DRAIN_BATCH: usize = 64;
+
+/// Receive decisions a connection remembers per policy (by topic).
+const RECEIVE_MEMO: usize = 256;
 
 /// Longest a write to one client may stall before it is disconnected.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -75,6 +82,12 @@ pub(super) struct Connection {
     pub tx: DeliverySender,
     pub topic_limits: TopicLimits,
     pub pending_acks: Vec<u64>,
+    /// Who this client is, for every policy decision.
+    pub auth: Arc<ClientAuth>,
+    /// Fires when a new policy is in force.
+    pub policy_seen: watch::Receiver<u64>,
+    /// `receive` decisions of the policy in force, by topic.
+    pub receive_memo: HashMap<TopicName, bool>,
 }
 
 /// Serves one accepted stream until it closes.
@@ -122,7 +135,7 @@ pub(crate) async fn serve<T: Transport>(stream: T, peer: Peer, broker: Arc<Broke
             return;
         }
     };
-    let (rx, conn) = match connect::accept(*connect, &broker, &mut writer).await {
+    let (rx, conn) = match connect::accept(*connect, &broker, &peer, &mut writer).await {
         Some(v) => v,
         None => return,
     };
@@ -151,6 +164,7 @@ impl Connection {
         tracing::debug!(persistent = self.persistent, "connected");
         let control = self.control.clone();
         let shutdown = self.broker.shutdown.clone();
+        let mut policy_rx = self.policy_seen.clone();
         let mut out_buf: Vec<Packet> = Vec::new();
         let mut last_seen = Instant::now();
         self.pull_queue(&mut out_buf).await;
@@ -202,15 +216,20 @@ impl Connection {
                 }
                 Some(d) = rx.recv(), if self.out.has_room() => {
                     let now = now_ms();
-                    out_buf.extend(self.out.push(d, now));
+                    self.deliver(d, now, &mut out_buf);
                     for _ in 0..DRAIN_BATCH {
                         if !self.out.has_room() {
                             break;
                         }
                         match rx.try_recv() {
-                            Ok(d) => out_buf.extend(self.out.push(d, now)),
+                            Ok(d) => self.deliver(d, now, &mut out_buf),
                             Err(_) => break,
                         }
+                    }
+                }
+                Ok(()) = policy_rx.changed() => {
+                    if let Err(exit) = self.on_policy_change() {
+                        break exit;
                     }
                 }
                 _ = control.wake.notified() => self.pull_queue(&mut out_buf).await,
@@ -402,7 +421,11 @@ impl Connection {
             let state = self.broker.state.lock();
             match state.session(&self.client_id) {
                 Some(rec) if rec.owner.epoch == self.epoch => {
-                    self.out.pull_queue(rec, now_ms(), out, &mut expired);
+                    let (auth, memo, broker) = (&self.auth, &mut self.receive_memo, &self.broker);
+                    let mut allowed =
+                        |topic: &TopicName| receive_allowed(broker, auth, memo, topic);
+                    self.out
+                        .pull_queue(rec, now_ms(), out, &mut expired, &mut allowed);
                     false
                 }
                 _ => true,
@@ -477,6 +500,26 @@ impl Connection {
                 return Err(Exit::Violation(reason::RECEIVE_MAXIMUM_EXCEEDED));
             }
         }
+        if !self.may_publish(&topic, qos, p.retain) {
+            self.broker
+                .access
+                .stats
+                .dropped_denied
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // v5 can say "not authorized" for QoS 1/2. QoS 0 has no answer,
+            // and 3.1.1 has no negative acknowledgement: the message is
+            // dropped (and counted) but acknowledged, as Mosquitto does, so
+            // the client does not resend it forever.
+            match qos {
+                QoS::AtMostOnce => {}
+                _ => out.push(ack_packet(
+                    qos,
+                    p.pkid,
+                    if v5 { reason::NOT_AUTHORIZED } else { 0 },
+                )),
+            }
+            return Ok(());
+        }
         let now = now_ms();
         let props = if v5 {
             MessageProps {
@@ -536,6 +579,68 @@ impl Connection {
         Ok(())
     }
 
+    /// Queues a live delivery for the client, if it may receive its topic.
+    fn deliver(&mut self, d: Delivery, now: u64, out: &mut Vec<Packet>) {
+        if self.may_receive(&d.msg.topic) {
+            out.extend(self.out.push(d, now));
+        }
+    }
+
+    /// The `receive` decision for `topic` (remembered per policy).
+    fn may_receive(&mut self, topic: &TopicName) -> bool {
+        receive_allowed(&self.broker, &self.auth, &mut self.receive_memo, topic)
+    }
+
+    /// The `publish` (and, for retained messages, `retain`) decision.
+    fn may_publish(&self, topic: &TopicName, qos: QoS, retain: bool) -> bool {
+        let access = &self.broker.access;
+        let policy = access.policy();
+        let t = topic.as_str();
+        self.auth
+            .check(access, &policy, Action::Publish, t, qos as u8, retain)
+            && (!retain
+                || self
+                    .auth
+                    .check(access, &policy, Action::Retain, t, qos as u8, true))
+    }
+
+    /// A new policy is in force: re-check the connection itself and every
+    /// subscription it holds. Stored subscriptions of a persistent session
+    /// were already removed by the log entry that changed the policy.
+    fn on_policy_change(&mut self) -> Result<(), Exit> {
+        self.receive_memo.clear();
+        let access = &self.broker.access;
+        let policy = access.policy();
+        let who = self.auth.who();
+        let connect = self.auth.decide(&policy, Action::Connect, "", 0, false);
+        if !policy.knows(&self.auth.principal) || !connect.allowed {
+            access.events.revoked(&who, "connection", "");
+            return Err(Exit::Kicked(reason::NOT_AUTHORIZED));
+        }
+        let denied: Vec<Subscription> = self
+            .subscriptions
+            .iter()
+            .filter(|(sub, opts)| {
+                let filter = sub.to_filter_string();
+                !self
+                    .auth
+                    .decide(&policy, Action::Subscribe, &filter, opts.qos as u8, false)
+                    .allowed
+            })
+            .map(|(sub, _)| sub.clone())
+            .collect();
+        for sub in denied {
+            access
+                .events
+                .revoked(&who, "subscription", &sub.to_filter_string());
+            self.subscriptions.remove(&sub);
+            self.broker
+                .router
+                .unsubscribe(&sub, &self.client_id, self.conn_id);
+        }
+        Ok(())
+    }
+
     /// Applies v5 topic aliases and validates the topic name.
     fn resolve_topic(&mut self, p: &codec::Publish) -> Result<TopicName, Exit> {
         let alias = if self.protocol == Protocol::V5 {
@@ -586,6 +691,18 @@ impl Connection {
             if sub.share_group.is_some() && f.no_local {
                 // [MQTT-3.8.3-4]
                 return Err(Exit::Violation(reason::PROTOCOL_ERROR));
+            }
+            let policy = self.broker.access.policy();
+            if !self.auth.check(
+                &self.broker.access,
+                &policy,
+                Action::Subscribe,
+                &f.filter,
+                f.qos as u8,
+                false,
+            ) {
+                reasons.push(fail(reason::NOT_AUTHORIZED));
+                continue;
             }
             let existed = self.subscriptions.contains_key(&sub);
             if !existed && self.subscriptions.len() >= max {
@@ -672,6 +789,9 @@ impl Connection {
             }
         }
         for (msg, opts) in found {
+            if !self.may_receive(&msg.topic) {
+                continue;
+            }
             let d = Delivery {
                 qos: opts.qos.min(msg.qos),
                 // Retained messages sent at subscribe keep the flag [MQTT-3.3.1-9].
@@ -814,7 +934,7 @@ impl Connection {
             // A delayed will of a connection already replaced is never sent:
             // a new connection to the session exists [MQTT-3.1.3-9].
             if delay == 0 || !replaced {
-                schedule_will(&broker, self.client_id.clone(), will, delay);
+                schedule_will(&broker, self.auth.clone(), will, delay);
             }
         }
         // Unregister last: a reconnect either finds this connection and waits
@@ -840,20 +960,36 @@ async fn retry_submit(broker: Arc<Broker>, cmd: Command) {
     tracing::warn!("gave up recording a disconnect");
 }
 
+/// Publishes a will, if the policy in force still allows it.
+async fn fire_will(b: Arc<Broker>, auth: Arc<ClientAuth>, will: WillSpec) {
+    // Checked again: the policy may have changed since CONNECT.
+    let policy = b.access.policy();
+    let m = &will.msg;
+    if !auth.check(
+        &b.access,
+        &policy,
+        Action::Will,
+        m.topic.as_str(),
+        m.qos as u8,
+        m.retain,
+    ) {
+        return;
+    }
+    let mut msg = will.msg;
+    msg.expires_at_ms = will
+        .expiry_secs
+        .map(|s| now_ms().saturating_add(u64::from(s) * 1000));
+    if let Err(e) = b.publish(Arc::new(msg)).await {
+        tracing::warn!(error = ?e, "will not published");
+    }
+}
+
 /// Publishes a will now, or after its delay unless the client comes back.
-fn schedule_will(broker: &Arc<Broker>, client_id: ClientId, will: WillSpec, delay_secs: u32) {
+fn schedule_will(broker: &Arc<Broker>, auth: Arc<ClientAuth>, will: WillSpec, delay_secs: u32) {
+    let client_id = auth.client_id.clone();
     let b = broker.clone();
-    let fire = async move |b: Arc<Broker>, will: WillSpec| {
-        let mut msg = will.msg;
-        msg.expires_at_ms = will
-            .expiry_secs
-            .map(|s| now_ms().saturating_add(u64::from(s) * 1000));
-        if let Err(e) = b.publish(Arc::new(msg)).await {
-            tracing::warn!(error = ?e, "will not published");
-        }
-    };
     if delay_secs == 0 {
-        broker.tasks.spawn(fire(b, will));
+        broker.tasks.spawn(fire_will(b, auth, will));
         return;
     }
     let pending = PendingWill {
@@ -872,8 +1008,40 @@ fn schedule_will(broker: &Arc<Broker>, client_id: ClientId, will: WillSpec, dela
         }
         b.wills
             .remove_if(&client_id, |_, w| Arc::ptr_eq(&w.fire_now, &fire_now));
-        fire(b, will).await;
+        fire_will(b, auth, will).await;
     });
+}
+
+/// The `receive` decision for `topic`, remembered in `memo` until the
+/// policy changes. A denial is counted every time and reported once per
+/// topic and policy (the event log would otherwise repeat it per message).
+fn receive_allowed(
+    broker: &Broker,
+    auth: &ClientAuth,
+    memo: &mut HashMap<TopicName, bool>,
+    topic: &TopicName,
+) -> bool {
+    let allowed = match memo.get(topic) {
+        Some(&a) => a,
+        None => {
+            let access = &broker.access;
+            let policy = access.policy();
+            let a = auth.check(access, &policy, Action::Receive, topic.as_str(), 0, false);
+            if memo.len() >= RECEIVE_MEMO {
+                memo.clear();
+            }
+            memo.insert(topic.clone(), a);
+            a
+        }
+    };
+    if !allowed {
+        broker
+            .access
+            .stats
+            .receive_denied
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    allowed
 }
 
 fn ack_packet(qos: QoS, pkid: u16, code: u8) -> Packet {

@@ -188,6 +188,7 @@ impl Outbound {
         now_ms: u64,
         out: &mut Vec<Packet>,
         expired: &mut Vec<u64>,
+        allowed: &mut dyn FnMut(&TopicName) -> bool,
     ) {
         let cursor = self.queue_cursor;
         for q in rec.queue.iter().filter(|q| q.seq > cursor) {
@@ -216,6 +217,12 @@ impl Outbound {
             }
             if q.msg.is_expired(now_ms) {
                 self.drops.expired += 1;
+                expired.push(q.seq);
+                continue;
+            }
+            if !allowed(&q.msg.topic) {
+                // The policy no longer lets this client receive it: the
+                // message leaves the queue as if delivered.
                 expired.push(q.seq);
                 continue;
             }

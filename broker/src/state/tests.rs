@@ -49,6 +49,7 @@ fn connect(s: &mut State, c: &str, clean: bool, expiry: u32, now: u64) -> (u64, 
             node: 1,
             clean_start: clean,
             expiry_secs: expiry,
+            identity: None,
             now_ms: now,
         },
         &mut fx,
@@ -140,6 +141,7 @@ fn takeover_fences_the_connected_owner() {
             node: 2,
             clean_start: false,
             expiry_secs: 60,
+            identity: None,
             now_ms: 1,
         },
     );
@@ -366,6 +368,7 @@ fn sessions_are_bounded_cluster_wide() {
             node: 1,
             clean_start: true,
             expiry_secs: 0,
+            identity: None,
             now_ms: 0,
         },
     );

@@ -304,15 +304,17 @@ fn identity_of(der: &[u8]) -> CertIdentity {
         .map(|b| format!("{b:02x}"))
         .collect();
     let mut id = CertIdentity {
-        cn: None,
-        dns: Vec::new(),
-        uri: Vec::new(),
-        sha256,
+        info: starling_auth::CertInfo {
+            sha256,
+            ..Default::default()
+        },
+        not_after_unix: None,
     };
     // rustls already verified the certificate, so it parses; if x509-parser
     // disagrees, the connection still gets the fingerprint.
     if let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) {
-        id.cn = cert
+        id.not_after_unix = Some(cert.validity().not_after.timestamp());
+        id.info.cn = cert
             .subject()
             .iter_common_name()
             .next()
@@ -322,9 +324,11 @@ fn identity_of(der: &[u8]) -> CertIdentity {
             for name in &san.value.general_names {
                 match name {
                     x509_parser::extensions::GeneralName::DNSName(d) => {
-                        id.dns.push((*d).to_owned())
+                        id.info.san_dns.push((*d).to_owned())
                     }
-                    x509_parser::extensions::GeneralName::URI(u) => id.uri.push((*u).to_owned()),
+                    x509_parser::extensions::GeneralName::URI(u) => {
+                        id.info.san_uri.push((*u).to_owned())
+                    }
                     _ => {}
                 }
             }
@@ -349,11 +353,11 @@ mod tests {
             .push(rcgen::DnType::CommonName, "sensor-1");
         let cert = p.self_signed(&key).unwrap();
         let id = identity_of(cert.der());
-        assert_eq!(id.cn.as_deref(), Some("sensor-1"));
-        assert_eq!(id.dns, ["dev-1.example"]);
-        assert_eq!(id.uri, ["spiffe://plant/sensor/1"]);
-        assert_eq!(id.sha256.len(), 64);
-        assert_eq!(identity_of(b"not a certificate").cn, None);
+        assert_eq!(id.info.cn.as_deref(), Some("sensor-1"));
+        assert_eq!(id.info.san_dns, ["dev-1.example"]);
+        assert_eq!(id.info.san_uri, ["spiffe://plant/sensor/1"]);
+        assert_eq!(id.info.sha256.len(), 64);
+        assert_eq!(identity_of(b"not a certificate").info.cn, None);
     }
 
     #[test]

@@ -191,13 +191,15 @@ impl Cluster {
              election_timeout_min = \"300ms\"\nelection_timeout_max = \"600ms\"\n\
              request_timeout = \"3s\"\nsnapshot_every = {snap}\n\n\
              [session]\nexpiry_check_interval = \"200ms\"\n\n\
-             [admin]\nlisten = \"{ip}:0\"\ntoken_file = \"{token}\"\n\n{extra}\n",
+             [admin]\nlisten = \"{ip}:0\"\ntoken_file = \"{token}\"\n\n\
+             [auth]\npolicy_file = \"{manifest}/tests/policies/open.toml\"\n\n{extra}\n",
             data = ndir.join("data").display(),
             peers = peers.join(", "),
             port = self.opts.mqtt_port,
             secret = self.secret.display(),
             snap = self.opts.snapshot_every,
             token = self.token.display(),
+            manifest = env!("CARGO_MANIFEST_DIR"),
             extra = self.opts.extra,
         );
         let cpath = ndir.join("starling.toml");

@@ -8,6 +8,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// The allow-everything policy of the protocol tests.
+pub fn open_policy() -> String {
+    format!("{}/tests/policies/open.toml", env!("CARGO_MANIFEST_DIR"))
+}
+
 /// A running broker process, killed (by its PID) when dropped.
 pub struct Broker {
     child: Child,
@@ -105,8 +110,15 @@ impl Broker {
             }
             None => String::new(),
         };
+        // Protocol tests run under a policy that allows everything; access
+        // tests bring their own `[auth]` section.
+        let auth = if extra.contains("[auth]") {
+            String::new()
+        } else {
+            format!("[auth]\npolicy_file = \"{}\"\n", open_policy())
+        };
         let config = format!(
-            "{listeners_toml}\n[admin]\nlisten = \"127.0.0.1:0\"\n{token_line}\n[node]\ndata_dir = \"{}\"\n\n{extra}\n",
+            "{listeners_toml}\n[admin]\nlisten = \"127.0.0.1:0\"\n{token_line}\n[node]\ndata_dir = \"{}\"\n\n{auth}\n{extra}\n",
             dir.path().join("data").display()
         );
         let path = dir.path().join("starling.toml");

@@ -1,0 +1,232 @@
+//! Security events: structured, rate-limited records of what a security
+//! team wants to see (failed logins, denied actions, policy changes).
+//!
+//! Events are `tracing` events on the target [`TARGET`]; the binary writes
+//! that target as JSON lines whatever the main log format is, so a SIEM can
+//! ingest them directly. A token bucket caps how many are written per second
+//! (a flood of denials must not fill the disk); suppressed events are still
+//! counted per kind and the next written event says how many were skipped.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use crate::config::SecurityConfig;
+
+/// The `tracing` target security events are written on.
+pub const TARGET: &str = "starling::security";
+
+/// What happened. The label is the `kind` field of the event and of the
+/// security-event metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EventKind {
+    /// A CONNECT failed authentication.
+    AuthFailure,
+    /// The policy denied an action (connect, publish, subscribe, will…).
+    AclDenied,
+    /// A new policy is in force.
+    PolicyApplied,
+    /// A policy file was refused (the previous policy stays).
+    PolicyRejected,
+    /// A policy change removed a live subscription or closed a client.
+    Revoked,
+}
+
+impl EventKind {
+    const ALL: [EventKind; 5] = [
+        EventKind::AuthFailure,
+        EventKind::AclDenied,
+        EventKind::PolicyApplied,
+        EventKind::PolicyRejected,
+        EventKind::Revoked,
+    ];
+
+    /// Low-cardinality label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::AuthFailure => "auth_failure",
+            EventKind::AclDenied => "acl_denied",
+            EventKind::PolicyApplied => "policy_applied",
+            EventKind::PolicyRejected => "policy_rejected",
+            EventKind::Revoked => "revoked",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// Counts every event and decides which ones are written.
+pub(crate) struct SecurityEvents {
+    rate: f64,
+    burst: f64,
+    bucket: Mutex<Bucket>,
+    suppressed: AtomicU64,
+    counts: [AtomicU64; EventKind::ALL.len()],
+}
+
+impl SecurityEvents {
+    pub fn new(cfg: &SecurityConfig) -> SecurityEvents {
+        SecurityEvents {
+            rate: f64::from(cfg.events_per_second),
+            burst: f64::from(cfg.events_burst.max(1)),
+            bucket: Mutex::new(Bucket {
+                tokens: f64::from(cfg.events_burst.max(1)),
+                last: Instant::now(),
+            }),
+            suppressed: AtomicU64::new(0),
+            counts: Default::default(),
+        }
+    }
+
+    /// Counts an event of `kind`; `Some(n)` if it should be written (with
+    /// `n` events suppressed since the last written one), `None` if the
+    /// rate limit swallows it.
+    pub fn admit(&self, kind: EventKind) -> Option<u64> {
+        self.counts[kind.index()].fetch_add(1, Ordering::Relaxed);
+        let mut b = self.bucket.lock();
+        let now = Instant::now();
+        let refill = now.duration_since(b.last).as_secs_f64() * self.rate;
+        b.tokens = (b.tokens + refill).min(self.burst);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+
+    /// Events seen per kind (written or not).
+    pub fn counts(&self) -> Vec<(&'static str, u64)> {
+        EventKind::ALL
+            .iter()
+            .map(|k| (k.as_str(), self.counts[k.index()].load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+/// The parties of an event that concerns one client.
+pub(crate) struct Who<'a> {
+    pub identity: &'a str,
+    pub class: &'a str,
+    pub client_id: &'a str,
+    pub source: IpAddr,
+    pub listener: &'a str,
+}
+
+impl SecurityEvents {
+    /// The policy denied `action` on `topic` (empty for connect).
+    pub fn acl_denied(&self, who: &Who<'_>, action: &str, topic: &str, rule: &str) {
+        if let Some(suppressed) = self.admit(EventKind::AclDenied) {
+            tracing::warn!(
+                target: TARGET,
+                kind = EventKind::AclDenied.as_str(),
+                identity = who.identity,
+                class = who.class,
+                client_id = who.client_id,
+                source = %who.source,
+                listener = who.listener,
+                action,
+                topic,
+                rule,
+                suppressed,
+                "access denied"
+            );
+        }
+    }
+
+    /// A CONNECT failed authentication.
+    pub fn auth_failure(
+        &self,
+        source: IpAddr,
+        listener: &str,
+        client_id: &str,
+        username: Option<&str>,
+        reason: &str,
+    ) {
+        if let Some(suppressed) = self.admit(EventKind::AuthFailure) {
+            tracing::warn!(
+                target: TARGET,
+                kind = EventKind::AuthFailure.as_str(),
+                client_id,
+                username = username.unwrap_or(""),
+                source = %source,
+                listener,
+                reason,
+                suppressed,
+                "authentication failed"
+            );
+        }
+    }
+
+    /// A policy change removed something a client had.
+    pub fn revoked(&self, who: &Who<'_>, what: &str, topic: &str) {
+        if let Some(suppressed) = self.admit(EventKind::Revoked) {
+            tracing::warn!(
+                target: TARGET,
+                kind = EventKind::Revoked.as_str(),
+                identity = who.identity,
+                class = who.class,
+                client_id = who.client_id,
+                source = %who.source,
+                listener = who.listener,
+                what,
+                topic,
+                suppressed,
+                "revoked by a policy change"
+            );
+        }
+    }
+
+    /// A policy is in force (always written: rare and important).
+    pub fn policy_applied(&self, seq: u64, revision: &str, hash: &str) {
+        self.counts[EventKind::PolicyApplied.index()].fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            target: TARGET,
+            kind = EventKind::PolicyApplied.as_str(),
+            policy_seq = seq,
+            revision,
+            hash,
+            "policy in force"
+        );
+    }
+
+    /// A policy file was refused (always written).
+    pub fn policy_rejected(&self, source: &str, error: &str) {
+        self.counts[EventKind::PolicyRejected.index()].fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            target: TARGET,
+            kind = EventKind::PolicyRejected.as_str(),
+            source,
+            error,
+            "policy refused; the previous policy stays"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_caps_the_burst_and_counts_everything() {
+        let ev = SecurityEvents::new(&SecurityConfig {
+            events_per_second: 0,
+            events_burst: 3,
+        });
+        let written: Vec<_> = (0..10).map(|_| ev.admit(EventKind::AclDenied)).collect();
+        assert_eq!(written.iter().filter(|w| w.is_some()).count(), 3);
+        let acl = ev.counts().into_iter().find(|(k, _)| *k == "acl_denied");
+        assert_eq!(acl, Some(("acl_denied", 10)));
+    }
+}
