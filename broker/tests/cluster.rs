@@ -30,6 +30,8 @@ mod history;
 mod membership;
 #[path = "cluster/partition.rs"]
 mod partition;
+#[path = "cluster/policy.rs"]
+mod policy;
 #[path = "cluster/proxy.rs"]
 mod proxy;
 #[path = "cluster/raw.rs"]

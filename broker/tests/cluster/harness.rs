@@ -161,6 +161,27 @@ impl Cluster {
         c
     }
 
+    /// Node `id`'s policy file (each node has its own copy).
+    pub fn policy_path(&self, id: u64) -> PathBuf {
+        self.dir
+            .as_ref()
+            .expect("cluster dir")
+            .path()
+            .join(format!("n{id}"))
+            .join("policy.toml")
+    }
+
+    /// `GET /api/v1/policy` on node `id`: (seq, hash).
+    pub async fn policy(&self, id: u64) -> Option<(u64, String)> {
+        let addr = self.node(id).admin;
+        let (status, body) = http_get(addr, "/api/v1/policy", Some(TOKEN)).await?;
+        if status != 200 {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        Some((v["seq"].as_u64()?, v["hash"].as_str()?.to_owned()))
+    }
+
     /// Node `id`'s loopback address.
     pub fn ip(&self, id: u64) -> Ipv4Addr {
         Ipv4Addr::new(127, self.block.0, self.block.1, id as u8)
@@ -179,6 +200,15 @@ impl Cluster {
         std::fs::create_dir_all(&ndir).expect("node dir");
         let me = self.peer_addr(i);
         let ip = self.ip(i);
+        // Each node has its own copy, as each pod mounts its own.
+        let policy = ndir.join("policy.toml");
+        if !policy.exists() {
+            std::fs::copy(
+                format!("{}/tests/policies/open.toml", env!("CARGO_MANIFEST_DIR")),
+                &policy,
+            )
+            .expect("policy file");
+        }
         let peers: Vec<String> = peer_ids
             .iter()
             .map(|&j| format!("\"{j}@{}\"", self.proxies[&(i, j)].listen))
@@ -192,14 +222,14 @@ impl Cluster {
              request_timeout = \"3s\"\nsnapshot_every = {snap}\n\n\
              [session]\nexpiry_check_interval = \"200ms\"\n\n\
              [admin]\nlisten = \"{ip}:0\"\ntoken_file = \"{token}\"\n\n\
-             [auth]\npolicy_file = \"{manifest}/tests/policies/open.toml\"\n\n{extra}\n",
+             [auth]\npolicy_file = \"{policy}\"\n\n{extra}\n",
             data = ndir.join("data").display(),
             peers = peers.join(", "),
             port = self.opts.mqtt_port,
             secret = self.secret.display(),
             snap = self.opts.snapshot_every,
             token = self.token.display(),
-            manifest = env!("CARGO_MANIFEST_DIR"),
+            policy = policy.display(),
             extra = self.opts.extra,
         );
         let cpath = ndir.join("starling.toml");
