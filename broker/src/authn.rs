@@ -1,9 +1,10 @@
 //! Enhanced authentication hook (MQTT 5 AUTH, §4.12).
 //!
 //! CONNECT packets naming an Authentication Method, and AUTH packets, are
-//! routed to an [`Authenticator`]. Until the access-control work wires a real
-//! method (SCRAM), the broker installs [`NoEnhancedAuth`], which answers
-//! "bad authentication method" (0x8C) to every method.
+//! routed to an [`Authenticator`]. The broker installs [`NoEnhancedAuth`],
+//! which answers "bad authentication method" (0x8C) to every method: why
+//! there is no SCRAM is in ADR 0007. Whatever a method decides, the policy's
+//! own authentication and `connect` decision still apply.
 
 use bytes::Bytes;
 

@@ -666,3 +666,62 @@ fn listener_options_are_validated() {
         assert!(err.contains(key), "{more}: {err}");
     }
 }
+
+/// Sends CONNECT as `id` over `s` and returns the 3.1.1 CONNACK return code.
+async fn connack_code<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, id: &str) -> Option<u8> {
+    s.write_all(&connect_v4(id)).await.ok()?;
+    let mut ack = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut ack))
+        .await
+        .ok()?
+        .ok()?;
+    Some(ack[3])
+}
+
+#[tokio::test]
+async fn certificate_identities_bind_the_client_id() {
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        r#"version = 1
+[[identity]]
+name = "devices"
+class = "device"
+cert_cn_prefix = "device-"
+
+[[rule]]
+id = "device-connect"
+effect = "allow"
+action = "connect"
+who = "devices"
+tls = true
+client_id = "${cert_cn}"
+"#,
+    )
+    .unwrap();
+    let b = Broker::start_raw_config(
+        &listener("mtls-opt", &pki.tls_toml("optional", false)),
+        &format!("[auth]\npolicy_file = \"{}\"\n", policy.display()),
+    );
+    let cert = pki.client("device-9", 30, false);
+    let cfg = client_config(&pki.ca_pem(), Some(&cert));
+    // Its own CN as client id: accepted.
+    let mut s = tls_connect(b.addr, cfg.clone()).await.unwrap();
+    assert_eq!(connack_code(&mut s, "device-9").await, Some(0));
+    // Another device's id with this certificate: not authorized (5).
+    let mut s = tls_connect(b.addr, cfg).await.unwrap();
+    assert_eq!(connack_code(&mut s, "device-1").await, Some(5));
+    // No certificate, no password, anonymous disabled: not authorized.
+    let mut s = tls_connect(b.addr, client_config(&pki.ca_pem(), None))
+        .await
+        .unwrap();
+    assert_eq!(connack_code(&mut s, "device-9").await, Some(5));
+    // A verified certificate that maps to no identity: not authorized.
+    let stranger = pki.client("printer-1", 31, false);
+    let mut s = tls_connect(b.addr, client_config(&pki.ca_pem(), Some(&stranger)))
+        .await
+        .unwrap();
+    assert_eq!(connack_code(&mut s, "printer-1").await, Some(5));
+}
