@@ -168,6 +168,16 @@ impl Policy {
             .map(|(n, _)| &**n)
     }
 
+    /// Whether `ip` is in the zone named `zone`; `None` if the policy has no
+    /// such zone (telemetry configured against another policy).
+    pub fn in_zone(&self, zone: &str, ip: IpAddr) -> Option<bool> {
+        let ip = ip.to_canonical();
+        self.zones
+            .iter()
+            .find(|(n, _)| &**n == zone)
+            .map(|(_, nets)| nets.iter().any(|n| n.contains(&ip)))
+    }
+
     pub(crate) fn zone_hit(&self, zone: u32, ip: IpAddr) -> bool {
         self.zones
             .get(zone as usize)

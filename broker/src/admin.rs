@@ -1,9 +1,9 @@
 //! The admin HTTP listener (axum): health for Kubernetes and the cluster API.
 //!
-//! `/livez` and `/readyz` are open (probes carry no credentials); everything
-//! under `/api/v1` needs `Authorization: Bearer <token>` and is disabled when
-//! no token is configured. The operations issue extends this with
-//! `/metrics` and client/retained/ban endpoints.
+//! `/livez`, `/readyz` and `/metrics` are open (probes and scrapers carry no
+//! credentials); everything under `/api/v1` needs `Authorization: Bearer
+//! <token>` and is disabled when no token is configured. The operations
+//! issue extends this with client/retained/ban endpoints.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -28,6 +28,7 @@ pub(crate) async fn serve(listener: TcpListener, broker: Arc<Broker>, token: Opt
     let app = Router::new()
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/api/v1/cluster", get(cluster_status))
         .route("/api/v1/cluster/nodes", post(add_node))
         .route("/api/v1/cluster/nodes/{id}", delete(remove_node))
@@ -75,30 +76,28 @@ impl Admin {
 }
 
 /// Ready = accepting clients, a member with a leader and quorum, caught up,
-/// and not draining.
+/// and not draining (see [`Broker::readiness`]).
 async fn readyz(State(a): State<Admin>) -> Response {
-    let b = &a.broker;
-    if b.shutdown.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
+    match a.broker.readiness() {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
     }
-    if !b.accepting.load(Ordering::Relaxed) {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not accepting clients yet\n",
+}
+
+/// The Prometheus text exposition. Open like the probes: it carries no
+/// client ids, addresses or topics.
+async fn metrics(State(a): State<Admin>) -> Response {
+    match a.broker.metrics.encode() {
+        Ok(body) => (
+            [(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+            body,
         )
-            .into_response();
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics not encoded");
+            error(StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable")
+        }
     }
-    if !b.membership.cluster.is_ready() || !b.has_quorum_contact() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "cluster: no quorum, no leader or not caught up\n",
-        )
-            .into_response();
-    }
-    if b.config.auth.policy_file.is_some() && b.access.seq() == 0 {
-        return (StatusCode::SERVICE_UNAVAILABLE, "no policy in force yet\n").into_response();
-    }
-    (StatusCode::OK, "ready\n").into_response()
 }
 
 /// The policy in force on this node: every node of a healthy cluster

@@ -22,6 +22,7 @@ use crate::clustering::{BrokerMachine, Membership};
 use crate::config::Config;
 use crate::error::StartError;
 use crate::message::{ClientId, Message, QoS, now_ms};
+use crate::metrics::Metrics;
 use crate::peers::Peers;
 use crate::replication::{EffectSink, ReplicationError, Replicator};
 use crate::retained::RetainOutcome;
@@ -48,6 +49,11 @@ pub(crate) struct Control {
     /// A taking-over connection stopped waiting for this one to finish: the
     /// session's node-local state belongs to the newcomer now.
     pub abandoned: std::sync::atomic::AtomicBool,
+    /// QoS 1/2 messages awaiting this client's acknowledgement, as of the
+    /// connection's last loop turn (read by metrics scrapes).
+    inflight: AtomicUsize,
+    /// Live deliveries waiting to be written to this client, likewise.
+    queued: AtomicUsize,
 }
 
 impl Control {
@@ -61,6 +67,21 @@ impl Control {
     pub async fn kicked(&self) -> u8 {
         self.kick.cancelled().await;
         self.kick_reason.load(Ordering::Relaxed)
+    }
+
+    /// Records the connection's window and queue depth. Two relaxed stores
+    /// per loop turn: scrapes read them instead of asking the task.
+    pub fn set_depths(&self, inflight: usize, queued: usize) {
+        self.inflight.store(inflight, Ordering::Relaxed);
+        self.queued.store(queued, Ordering::Relaxed);
+    }
+
+    /// The last recorded (in-flight, queued) depths.
+    pub fn depths(&self) -> (usize, usize) {
+        (
+            self.inflight.load(Ordering::Relaxed),
+            self.queued.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -88,18 +109,63 @@ pub(crate) struct PendingWill {
     pub fire_now: Arc<Notify>,
 }
 
-/// Broker-wide counters (`$SYS` now, Prometheus with the telemetry issue).
+/// Broker-wide counters, read by `$SYS` and by metrics scrapes. Plain
+/// atomics: the per-message path pays one relaxed add per counter.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
+    /// Connections holding (or reserving, during CONNECT) a slot under
+    /// `limits.max_connections`.
     pub connections_current: AtomicUsize,
     pub connections_total: AtomicU64,
-    pub messages_received: AtomicU64,
-    pub messages_sent: AtomicU64,
+    /// PUBLISH packets received, indexed by QoS (0, 1, 2).
+    pub messages_received: [AtomicU64; 3],
+    /// PUBLISH packets written, indexed by QoS (0, 1, 2).
+    pub messages_sent: [AtomicU64; 3],
     pub bytes_received: AtomicU64,
     pub bytes_sent: AtomicU64,
     pub dropped_expired: AtomicU64,
     pub dropped_too_large: AtomicU64,
     pub dropped_queue_full: AtomicU64,
+    /// Live deliveries still queued for a client cut off as a slow consumer.
+    pub dropped_slow_consumer: AtomicU64,
+    /// Clients cut off because a write to them stalled.
+    pub slow_consumer_disconnects: AtomicU64,
+}
+
+impl Stats {
+    /// Counts a PUBLISH received from a client.
+    pub fn received(&self, qos: QoS, payload_len: usize) {
+        if let Some(c) = self.messages_received.get(qos as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        self.bytes_received
+            .fetch_add(payload_len as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a PUBLISH written to a client.
+    pub fn sent(&self, qos: QoS, payload_len: usize) {
+        if let Some(c) = self.messages_sent.get(qos as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        self.bytes_sent
+            .fetch_add(payload_len as u64, Ordering::Relaxed);
+    }
+
+    /// PUBLISH packets received, all QoS.
+    pub fn messages_received_total(&self) -> u64 {
+        self.messages_received
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// PUBLISH packets written, all QoS.
+    pub fn messages_sent_total(&self) -> u64 {
+        self.messages_sent
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
 }
 
 /// Why a publish was not accepted.
@@ -147,6 +213,8 @@ pub(crate) struct Broker {
     pub stash: Arc<DashMap<ClientId, SessionStash>>,
     pub wills: Arc<DashMap<ClientId, PendingWill>>,
     pub stats: Stats,
+    /// Prometheus registry and handles (`GET /metrics`).
+    pub metrics: Arc<Metrics>,
     /// `$SYS` retained values: node-local, never replicated.
     pub sys_retained: Mutex<BTreeMap<String, Arc<Message>>>,
     barriers: Barriers,
@@ -238,6 +306,7 @@ impl Broker {
             max_retained_messages: config.limits.max_retained_messages,
             max_sessions: config.limits.max_sessions,
         };
+        let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Metrics(e.to_string()))?);
         let state = Arc::new(Mutex::new(State::new(limits)));
         let clients = Arc::new(DashMap::new());
         let wills = Arc::new(DashMap::new());
@@ -259,7 +328,7 @@ impl Broker {
         // Distinguishes this run from earlier runs of the same node for peers.
         let run = rand::random::<u64>();
         let peers = Peers::new(config.node.id, run, membership.transport.clone());
-        Ok(Arc::new(Broker {
+        let broker = Arc::new(Broker {
             node_id: config.node.id,
             authenticator: Arc::new(NoEnhancedAuth),
             access,
@@ -275,6 +344,7 @@ impl Broker {
             stash,
             wills,
             stats: Stats::default(),
+            metrics,
             sys_retained: Mutex::new(BTreeMap::new()),
             barriers: Barriers::default(),
             shutdown: CancellationToken::new(),
@@ -283,7 +353,9 @@ impl Broker {
             tasks: TaskTracker::new(),
             next_conn: AtomicU64::new(1),
             started: Instant::now(),
-        }))
+        });
+        broker.metrics.attach(&broker);
+        Ok(broker)
     }
 
     /// A fresh connection id (distinguishes connections of one client id).
@@ -496,5 +568,24 @@ impl Broker {
     /// Seconds since the broker started.
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// Ready = accepting clients, a member with a leader and quorum, caught
+    /// up, a policy in force when one is configured, and not draining. The
+    /// error says what is missing (`/readyz` body; metrics use the verdict).
+    pub fn readiness(&self) -> Result<(), &'static str> {
+        if self.shutdown.is_cancelled() {
+            return Err("draining");
+        }
+        if !self.accepting.load(Ordering::Relaxed) {
+            return Err("not accepting clients yet");
+        }
+        if !self.membership.cluster.is_ready() || !self.has_quorum_contact() {
+            return Err("cluster: no quorum, no leader or not caught up");
+        }
+        if self.config.auth.policy_file.is_some() && self.access.seq() == 0 {
+            return Err("no policy in force yet");
+        }
+        Ok(())
     }
 }

@@ -40,6 +40,9 @@ pub enum StartError {
     /// The cluster layer (Raft storage, peer listener) could not start.
     #[error("cluster: {0}")]
     Cluster(String),
+    /// The metrics registry could not be built (a duplicate metric name).
+    #[error("metrics: {0}")]
+    Metrics(String),
     /// A listener could not be bound.
     #[error("cannot bind listener `{name}` on {addr}: {source}")]
     Bind {

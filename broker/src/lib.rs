@@ -37,6 +37,7 @@ mod admin;
 mod broker;
 mod clustering;
 mod error;
+mod metrics;
 mod peers;
 mod policy_source;
 mod protocol;

@@ -247,7 +247,9 @@ fn serve(args: ServeArgs) -> ExitCode {
                 eprintln!("starling: {e}");
                 return match e {
                     StartError::Config(_) => ExitCode::from(EXIT_CONFIG),
-                    StartError::Bind { .. } | StartError::Cluster(_) => ExitCode::FAILURE,
+                    StartError::Bind { .. } | StartError::Cluster(_) | StartError::Metrics(_) => {
+                        ExitCode::FAILURE
+                    }
                 };
             }
         };

@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -92,6 +92,12 @@ pub struct Message {
     pub expires_at_ms: Option<u64>,
     /// The publishing client, for v5 No Local; `None` for broker-made messages.
     pub publisher: Option<ClientId>,
+    /// When this node read the PUBLISH from its client, for the delivery
+    /// latency histogram. An `Instant` means nothing on another node, so it
+    /// is never replicated or forwarded: a deserialized message has `None`,
+    /// as do wills and broker-made messages.
+    #[serde(skip)]
+    pub received_at: Option<Instant>,
 }
 
 impl Message {

@@ -303,7 +303,7 @@ impl Peers {
                 }
             }
         };
-        router.route(msg, logged, SharedChoice::Ask(&mut ask));
+        let local = router.route(msg, logged, SharedChoice::Ask(&mut ask));
         for (key, nodes) in t.shared.drain() {
             let i = self.next_pick.fetch_add(1, Ordering::Relaxed) % nodes.len().max(1);
             if let Some(node) = nodes.get(i) {
@@ -313,6 +313,11 @@ impl Peers {
         let mut to: BTreeSet<NodeId> = std::mem::take(&mut t.plain);
         to.extend(picks.keys().copied());
         to.remove(&self.node);
+        if !local && !logged && to.is_empty() {
+            // Nobody here or on a peer wanted it, and the log did not store
+            // it (retained, or queued for an offline session): it is gone.
+            router.stats.no_subscribers.fetch_add(1, Ordering::Relaxed);
+        }
         for node in to {
             let fwd = PeerMsg::Forward {
                 msg: Message::clone(msg),

@@ -39,6 +39,9 @@ pub enum RetainOutcome {
 pub struct RetainedStore {
     root: Node,
     len: usize,
+    /// Payload bytes of every retained message, kept as messages come and
+    /// go so telemetry never walks the trie.
+    bytes: usize,
     max: usize,
 }
 
@@ -48,6 +51,7 @@ impl RetainedStore {
         RetainedStore {
             root: Node::default(),
             len: 0,
+            bytes: 0,
             max,
         }
     }
@@ -60,6 +64,11 @@ impl RetainedStore {
     /// True when no message is retained.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Total payload bytes of the retained messages.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Sets, replaces or (empty payload) clears the retained message of a topic.
@@ -77,8 +86,10 @@ impl RetainedStore {
         for level in msg.topic.as_str().split('/') {
             node = node.children.entry(Box::from(level)).or_default();
         }
-        if node.message.replace(msg).is_none() {
-            self.len += 1;
+        self.bytes += msg.payload.len();
+        match node.message.replace(msg) {
+            None => self.len += 1,
+            Some(old) => self.bytes = self.bytes.saturating_sub(old.payload.len()),
         }
         RetainOutcome::Stored
     }
@@ -97,6 +108,7 @@ impl RetainedStore {
         let levels: Vec<&str> = topic.as_str().split('/').collect();
         let removed = remove_at(&mut self.root, &levels)?;
         self.len -= 1;
+        self.bytes = self.bytes.saturating_sub(removed.payload.len());
         Some(removed)
     }
 
@@ -193,6 +205,7 @@ mod tests {
             props: Arc::new(MessageProps::default()),
             expires_at_ms: None,
             publisher: None,
+            received_at: None,
         })
     }
 
@@ -208,10 +221,13 @@ mod tests {
     fn set_replace_clear_and_prune() {
         let mut s = RetainedStore::new(10);
         assert_eq!(s.set(msg("a/b", b"1")), RetainOutcome::Stored);
-        assert_eq!(s.set(msg("a/b", b"2")), RetainOutcome::Stored);
-        assert_eq!(s.len(), 1);
+        assert_eq!(s.set(msg("a/b", b"two")), RetainOutcome::Stored);
+        assert_eq!(s.set(msg("c", b"45")), RetainOutcome::Stored);
+        assert_eq!((s.len(), s.bytes()), (2, 5));
         assert_eq!(s.set(msg("a/b", b"")), RetainOutcome::Cleared);
-        assert_eq!(s.len(), 0);
+        assert_eq!((s.len(), s.bytes()), (1, 2));
+        assert!(s.remove(&msg("c", b"").topic).is_some());
+        assert_eq!((s.len(), s.bytes()), (0, 0));
         assert!(s.root.children.is_empty());
     }
 

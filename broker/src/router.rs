@@ -31,6 +31,10 @@ pub(crate) struct Delivery {
     pub qos: QoS,
     pub retain: bool,
     pub subscription_ids: Vec<u32>,
+    /// When the message reached this node, for live deliveries only: a
+    /// retained message sent at SUBSCRIBE is old by design, and its age is
+    /// no delivery latency.
+    pub received_at: Option<std::time::Instant>,
 }
 
 /// The sending side of a connection's bounded delivery queue.
@@ -75,6 +79,8 @@ enum Entry {
 pub(crate) struct RouteStats {
     pub delivered: AtomicU64,
     pub dropped_queue_full: AtomicU64,
+    /// Publishes nobody took: no live subscriber here or on a peer, and not
+    /// stored by the log (counted by `Peers::route`, which knows all that).
     pub no_subscribers: AtomicU64,
 }
 
@@ -231,8 +237,9 @@ impl Router {
 
     /// Delivers `msg` to the matching connected subscribers. Never blocks.
     /// `logged`: the publish went through the replicated log, so persistent
-    /// sessions get it from their queue instead.
-    pub fn route(&self, msg: &Arc<Message>, logged: bool, mut shared: SharedChoice<'_>) {
+    /// sessions get it from their queue instead. Returns whether any local
+    /// subscription matched.
+    pub fn route(&self, msg: &Arc<Message>, logged: bool, mut shared: SharedChoice<'_>) -> bool {
         let index = self.index.read();
         let mut targets: Vec<Target<'_>> = Vec::new();
         index.for_each_match(&msg.topic, |_, entry| match entry {
@@ -249,8 +256,7 @@ impl Router {
             }
         });
         if targets.is_empty() {
-            self.stats.no_subscribers.fetch_add(1, Ordering::Relaxed);
-            return;
+            return false;
         }
         // One delivery per client for overlapping subscriptions: highest QoS
         // and every subscription identifier [MQTT-3.3.4-3/4/5].
@@ -275,6 +281,7 @@ impl Router {
                 qos: t.qos,
                 retain: t.retain,
                 subscription_ids: t.ids,
+                received_at: msg.received_at,
             };
             match t.sub.tx.try_send(d) {
                 Ok(()) => self.stats.delivered.fetch_add(1, Ordering::Relaxed),
@@ -284,6 +291,7 @@ impl Router {
                     .fetch_add(1, Ordering::Relaxed),
             };
         }
+        true
     }
 }
 

@@ -90,6 +90,9 @@ impl Server {
             })?),
         };
         let broker = Broker::start(config).await?;
+        broker
+            .metrics
+            .watch_listeners(listeners.iter().map(|(l, _)| l.clone()));
         Ok(Server {
             broker,
             listeners,

@@ -44,14 +44,8 @@ fn publish_all(broker: &Broker) {
             "clients/connections_total",
             s.connections_total.load(Ordering::Relaxed).to_string(),
         ),
-        (
-            "messages/received",
-            s.messages_received.load(Ordering::Relaxed).to_string(),
-        ),
-        (
-            "messages/sent",
-            s.messages_sent.load(Ordering::Relaxed).to_string(),
-        ),
+        ("messages/received", s.messages_received_total().to_string()),
+        ("messages/sent", s.messages_sent_total().to_string()),
         (
             "bytes/received",
             s.bytes_received.load(Ordering::Relaxed).to_string(),
@@ -76,6 +70,7 @@ fn publish_all(broker: &Broker) {
             props: Arc::new(MessageProps::default()),
             expires_at_ms: None,
             publisher: None,
+            received_at: None,
         }));
     }
 }

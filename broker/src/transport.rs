@@ -212,6 +212,12 @@ impl Listener {
         self.tls.is_some()
     }
 
+    /// When the TLS server certificate in use expires (Unix seconds);
+    /// `None` without TLS. Follows reloads.
+    pub fn server_cert_not_after(&self) -> Option<i64> {
+        self.tls.as_ref().and_then(|t| t.not_after())
+    }
+
     /// Starts watching the TLS files (if any) until `stop` fires.
     pub fn start_reload(&self, tasks: &TaskTracker, stop: CancellationToken) {
         if let Some(t) = &self.tls {

@@ -23,6 +23,8 @@ mod keepalive;
 mod limits;
 #[path = "mqtt/malformed.rs"]
 mod malformed;
+#[path = "mqtt/metrics.rs"]
+mod metrics;
 #[path = "mqtt/policy_cli.rs"]
 mod policy_cli;
 #[path = "mqtt/pubsub.rs"]

@@ -108,6 +108,7 @@ fn msg(topic: &str) -> Arc<Message> {
         props: Arc::new(MessageProps::default()),
         expires_at_ms: None,
         publisher: None,
+        received_at: None,
     })
 }
 
@@ -223,4 +224,26 @@ fn unsubscribe_then_resubscribe_in_one_window_stays_subscribed() {
     nodes[0].peers.route(&msg("t"), false, &nodes[0].router);
     pump(&wire, &nodes);
     assert_eq!(count(&mut rx), 1);
+}
+
+#[test]
+fn only_publishes_nobody_takes_count_as_no_subscribers() {
+    let (wire, nodes) = cluster(2);
+    let none = |n: &Node| n.router.stats.no_subscribers.load(Ordering::Relaxed);
+    nodes[0].peers.route(&msg("t"), false, &nodes[0].router);
+    assert_eq!(none(&nodes[0]), 1, "nobody anywhere");
+    // Logged: stored for a session or retained, so not lost.
+    nodes[0].peers.route(&msg("t"), true, &nodes[0].router);
+    assert_eq!(none(&nodes[0]), 1);
+    // Wanted on the other node only: forwarded, not lost.
+    let mut rx = sub(&nodes[1], "a", "t");
+    pump(&wire, &nodes);
+    nodes[0].peers.route(&msg("t"), false, &nodes[0].router);
+    pump(&wire, &nodes);
+    assert_eq!(count(&mut rx), 1);
+    assert_eq!((none(&nodes[0]), none(&nodes[1])), (1, 0));
+    // Wanted locally.
+    let _local = sub(&nodes[0], "b", "t");
+    nodes[0].peers.route(&msg("t"), false, &nodes[0].router);
+    assert_eq!(none(&nodes[0]), 1);
 }

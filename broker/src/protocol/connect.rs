@@ -17,6 +17,7 @@ use crate::access::ClientAuth;
 use crate::authn::AuthStep;
 use crate::broker::{Broker, ClientHandle, Control, SESSION_TAKEN_OVER};
 use crate::message::{ClientId, Message, MessageProps};
+use crate::metrics::ConnectRefusal;
 use crate::router::{Delivery, LiveSub};
 use crate::state::{Command, Response};
 use crate::topic::{TopicLimits, TopicName};
@@ -65,8 +66,16 @@ impl Drop for ConnectionSlot<'_> {
 }
 
 /// Refuses a CONNECT: CONNACK with the reason (the codec maps it to a
-/// 3.1.1 return code), then the caller closes.
-async fn refuse<T: Transport>(writer: &mut Writer<T>, code: u8, why: &str) {
+/// 3.1.1 return code), then the caller closes. Every refusal goes through
+/// here, so `starling_connect_failures_total` misses none.
+async fn refuse<T: Transport>(
+    broker: &Broker,
+    writer: &mut Writer<T>,
+    label: ConnectRefusal,
+    code: u8,
+    why: &str,
+) {
+    broker.metrics.connect_refused(label);
     tracing::debug!(reason = code, why, "CONNECT refused");
     let _ = writer
         .send(Packet::ConnAck(ConnAck {
@@ -103,14 +112,23 @@ pub(super) async fn accept<T: Transport>(
         match broker.authenticator.start(method, data) {
             AuthStep::Success { data } => auth_reply = Some((method.clone(), data)),
             AuthStep::Fail { reason } => {
-                refuse(writer, reason, "enhanced authentication failed").await;
+                refuse(
+                    broker,
+                    writer,
+                    ConnectRefusal::AuthMethod,
+                    reason,
+                    "enhanced authentication failed",
+                )
+                .await;
                 return None;
             }
         }
     }
     if !broker.has_quorum_contact() {
         refuse(
+            broker,
             writer,
+            ConnectRefusal::Unavailable,
             reason::SERVER_UNAVAILABLE,
             "this node lost contact with the cluster",
         )
@@ -121,7 +139,14 @@ pub(super) async fn accept<T: Transport>(
     // every refusal path below.
     let slot = ConnectionSlot::reserve(broker);
     if slot.is_none() {
-        refuse(writer, reason::QUOTA_EXCEEDED, "connection limit").await;
+        refuse(
+            broker,
+            writer,
+            ConnectRefusal::Quota,
+            reason::QUOTA_EXCEEDED,
+            "connection limit",
+        )
+        .await;
         return None;
     }
 
@@ -131,7 +156,9 @@ pub(super) async fn accept<T: Transport>(
         if !v5 && !c.clean_start {
             // [MQTT-3.1.3-8]
             refuse(
+                broker,
                 writer,
+                ConnectRefusal::ClientId,
                 reason::CLIENT_ID_NOT_VALID,
                 "empty client id with clean session 0",
             )
@@ -144,7 +171,14 @@ pub(super) async fn accept<T: Transport>(
         }
         id
     } else if c.client_id.len() > MAX_CLIENT_ID_LEN {
-        refuse(writer, reason::CLIENT_ID_NOT_VALID, "client id too long").await;
+        refuse(
+            broker,
+            writer,
+            ConnectRefusal::ClientId,
+            reason::CLIENT_ID_NOT_VALID,
+            "client id too long",
+        )
+        .await;
         return None;
     } else {
         c.client_id.clone()
@@ -160,7 +194,9 @@ pub(super) async fn accept<T: Transport>(
     } else if !v5 && c.keep_alive > max_ka {
         // 3.1.1 cannot be told a lower value; mosquitto refuses the same way.
         refuse(
+            broker,
             writer,
+            ConnectRefusal::KeepAlive,
             reason::CLIENT_ID_NOT_VALID,
             "keep alive above the maximum",
         )
@@ -181,13 +217,22 @@ pub(super) async fn accept<T: Transport>(
         None => None,
         Some(w) => {
             let Ok(topic) = TopicName::parse(w.topic, &topic_limits) else {
-                refuse(writer, reason::TOPIC_NAME_INVALID, "invalid will topic").await;
+                refuse(
+                    broker,
+                    writer,
+                    ConnectRefusal::Will,
+                    reason::TOPIC_NAME_INVALID,
+                    "invalid will topic",
+                )
+                .await;
                 return None;
             };
             let utf8 = w.properties.payload_format_indicator == Some(1);
             if utf8 && std::str::from_utf8(&w.payload).is_err() {
                 refuse(
+                    broker,
                     writer,
+                    ConnectRefusal::Will,
                     reason::PAYLOAD_FORMAT_INVALID,
                     "will payload is not UTF-8",
                 )
@@ -210,6 +255,8 @@ pub(super) async fn accept<T: Transport>(
                     }),
                     expires_at_ms: None,
                     publisher: Some(client_id.clone()),
+                    // Sent when the connection ends: its age is no delivery latency.
+                    received_at: None,
                 },
                 expiry_secs: p.message_expiry_interval,
                 delay_secs: p.will_delay_interval.unwrap_or(0),
@@ -286,7 +333,14 @@ pub(super) async fn accept<T: Transport>(
                     .clients
                     .remove_if(&client_id, |_, h| h.conn_id == conn_id);
                 control.done.cancel();
-                refuse(writer, reason::QUOTA_EXCEEDED, "session limit reached").await;
+                refuse(
+                    broker,
+                    writer,
+                    ConnectRefusal::Quota,
+                    reason::QUOTA_EXCEEDED,
+                    "session limit reached",
+                )
+                .await;
                 return None;
             }
             other => {
@@ -296,7 +350,9 @@ pub(super) async fn accept<T: Transport>(
                     .clients
                     .remove_if(&client_id, |_, h| h.conn_id == conn_id);
                 refuse(
+                    broker,
                     writer,
+                    ConnectRefusal::Unavailable,
                     reason::SERVER_UNAVAILABLE,
                     "session store unavailable",
                 )
@@ -430,6 +486,11 @@ pub(super) async fn accept<T: Transport>(
         .stats
         .connections_total
         .fetch_add(1, Ordering::Relaxed);
+    let protocol_label = match protocol {
+        Protocol::V311 => "3.1.1",
+        Protocol::V5 => "5.0",
+    };
+    let counted = broker.metrics.connected(&peer.listener, protocol_label);
 
     let conn = Connection {
         broker: broker.clone(),
@@ -454,6 +515,8 @@ pub(super) async fn accept<T: Transport>(
         policy_seen,
         receive_memo: HashMap::new(),
         auth: Arc::new(auth),
+        read_at: std::time::Instant::now(),
+        counted,
     };
     Some((rx, conn))
 }
@@ -510,7 +573,14 @@ async fn authorize<T: Transport>(
                 client_id.as_str(),
                 username.as_deref(),
             );
-            refuse(writer, f.reason_code_v5(), "not authorized").await;
+            refuse(
+                broker,
+                writer,
+                ConnectRefusal::BadCredentials,
+                f.reason_code_v5(),
+                "not authorized",
+            )
+            .await;
             return None;
         }
     };
@@ -523,7 +593,14 @@ async fn authorize<T: Transport>(
     };
     let policy = access.policy();
     if !auth.check(access, &policy, Action::Connect, "", 0, false) {
-        refuse(writer, reason::NOT_AUTHORIZED, "not authorized").await;
+        refuse(
+            broker,
+            writer,
+            ConnectRefusal::NotAuthorized,
+            reason::NOT_AUTHORIZED,
+            "not authorized",
+        )
+        .await;
         return None;
     }
     if let Some(w) = will {
@@ -536,7 +613,14 @@ async fn authorize<T: Transport>(
             m.qos as u8,
             m.retain,
         ) {
-            refuse(writer, reason::NOT_AUTHORIZED, "will not authorized").await;
+            refuse(
+                broker,
+                writer,
+                ConnectRefusal::NotAuthorized,
+                reason::NOT_AUTHORIZED,
+                "will not authorized",
+            )
+            .await;
             return None;
         }
     }

@@ -17,11 +17,12 @@ use tracing::Instrument;
 use starling_auth::Action;
 use tokio::sync::watch;
 
-use super::outbound::Outbound;
+use super::outbound::{Outbound, Outgoing};
 use super::{Peer, Transport, connect, qos_from_wire, reason, reason_text};
 use crate::access::ClientAuth;
 use crate::broker::{Broker, Control, PendingWill, PublishError, SESSION_TAKEN_OVER};
 use crate::message::{ClientId, Message, MessageProps, QoS, SubOptions, now_ms};
+use crate::metrics::{ConnectRefusal, Connected};
 use crate::router::{Delivery, DeliverySender, LiveSub};
 use crate::state::{Command, Response};
 use crate::topic::{Subscription, TopicLimits, TopicName};
@@ -88,6 +89,11 @@ pub(super) struct Connection {
     pub policy_seen: watch::Receiver<u64>,
     /// `receive` decisions of the policy in force, by topic.
     pub receive_memo: HashMap<TopicName, bool>,
+    /// When the packets being handled were read: the receive instant of the
+    /// messages they publish (one clock read per batch, not per message).
+    pub read_at: std::time::Instant,
+    /// Keeps this connection in `starling_connections_current` while it lives.
+    pub counted: Connected,
 }
 
 /// Serves one accepted stream until it closes.
@@ -116,6 +122,10 @@ pub(crate) async fn serve<T: Transport>(stream: T, peer: Peer, broker: Arc<Broke
         Ok(None) => return,
         Ok(Some(Err(DecodeError::UnsupportedProtocolVersion(level)))) => {
             tracing::debug!(peer = %peer.addr, level, "unsupported protocol version");
+            broker.metrics.connect_attempt();
+            broker
+                .metrics
+                .connect_refused(ConnectRefusal::ProtocolVersion);
             // 3.1.1 return code 1: the only CONNACK an unknown version can read.
             let _ = writer
                 .send(Packet::ConnAck(codec::ConnAck {
@@ -129,7 +139,10 @@ pub(crate) async fn serve<T: Transport>(stream: T, peer: Peer, broker: Arc<Broke
             tracing::debug!(peer = %peer.addr, error = %e, "bad first packet");
             return;
         }
-        Ok(Some(Ok(Packet::Connect(c)))) => c,
+        Ok(Some(Ok(Packet::Connect(c)))) => {
+            broker.metrics.connect_attempt();
+            c
+        }
         Ok(Some(Ok(_))) => {
             tracing::debug!(peer = %peer.addr, "first packet is not CONNECT [MQTT-3.1.0-1]");
             return;
@@ -165,7 +178,7 @@ impl Connection {
         let control = self.control.clone();
         let shutdown = self.broker.shutdown.clone();
         let mut policy_rx = self.policy_seen.clone();
-        let mut out_buf: Vec<Packet> = Vec::new();
+        let mut out_buf: Vec<Outgoing> = Vec::new();
         let mut last_seen = Instant::now();
         self.pull_queue(&mut out_buf).await;
         let exit = loop {
@@ -176,6 +189,16 @@ impl Connection {
                 Ok(Err(exit)) => break exit,
                 Err(_) => {
                     tracing::debug!("write stalled: slow consumer disconnected");
+                    // What is still queued for it is lost with it (what the
+                    // stalled write held is not known any more).
+                    let stats = &self.broker.stats;
+                    let lost = self.out.pending_len() + rx.len();
+                    stats
+                        .dropped_slow_consumer
+                        .fetch_add(lost as u64, std::sync::atomic::Ordering::Relaxed);
+                    stats
+                        .slow_consumer_disconnects
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     break Exit::Lost;
                 }
             }
@@ -186,6 +209,7 @@ impl Connection {
                 _ = shutdown.cancelled() => break Exit::Kicked(reason::SERVER_SHUTTING_DOWN),
                 frame = reader.next() => {
                     last_seen = Instant::now();
+                    self.read_at = last_seen.into_std();
                     // Handle what the client pipelined before writing the
                     // answers: one flush then carries many PUBACKs.
                     let mut next = Some(frame);
@@ -240,6 +264,8 @@ impl Connection {
             }
             self.submit_acks().await;
             self.fold_drops();
+            self.control
+                .set_depths(self.out.inflight_len(), self.out.pending_len() + rx.len());
         };
         self.finish(exit, &mut writer, out_buf).await;
     }
@@ -249,15 +275,17 @@ impl Connection {
     async fn flush<T: Transport>(
         &mut self,
         writer: &mut Writer<T>,
-        buf: &mut Vec<Packet>,
+        buf: &mut Vec<Outgoing>,
     ) -> Result<(), Exit> {
         if buf.is_empty() {
             return Ok(());
         }
+        // One clock read per batch for the latency of every PUBLISH in it.
+        let now = std::time::Instant::now();
         let mut freed = false;
         while !buf.is_empty() {
             for packet in std::mem::take(buf) {
-                self.write_one(writer, packet, &mut freed).await?;
+                self.write_one(writer, packet, now, &mut freed).await?;
             }
             if freed {
                 // A dropped packet freed a window slot: move the backlog up.
@@ -271,25 +299,32 @@ impl Connection {
     }
 
     /// Writes one packet into the write buffer; a PUBLISH too large for the
-    /// client is dropped for it (counted), setting `freed`.
+    /// client is dropped for it (counted), setting `freed`. `now` is when
+    /// this batch started being written.
     async fn write_one<T: Transport>(
         &mut self,
         writer: &mut Writer<T>,
-        packet: Packet,
+        out: Outgoing,
+        now: std::time::Instant,
         freed: &mut bool,
     ) -> Result<(), Exit> {
+        let Outgoing {
+            packet,
+            received_at,
+        } = out;
         {
             match writer.feed(&packet).await {
                 Ok(()) => {
                     if let Packet::Publish(p) = &packet {
-                        let stats = &self.broker.stats;
-                        stats
-                            .messages_sent
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        stats.bytes_sent.fetch_add(
-                            p.payload.len() as u64,
-                            std::sync::atomic::Ordering::Relaxed,
-                        );
+                        self.broker
+                            .stats
+                            .sent(qos_from_wire(p.qos), p.payload.len());
+                        if let Some(t) = received_at {
+                            self.broker
+                                .metrics
+                                .delivery_latency
+                                .observe(now.saturating_duration_since(t).as_secs_f64());
+                        }
                     }
                 }
                 Err(EncodeError::PacketTooLarge { .. }) | Err(EncodeError::StringTooLong) => {
@@ -316,7 +351,7 @@ impl Connection {
         Ok(())
     }
 
-    async fn handle(&mut self, packet: Packet, out: &mut Vec<Packet>) -> Result<(), Exit> {
+    async fn handle(&mut self, packet: Packet, out: &mut Vec<Outgoing>) -> Result<(), Exit> {
         match packet {
             Packet::Publish(p) => self.on_publish(p, out).await,
             Packet::PubAck(r) => {
@@ -338,7 +373,7 @@ impl Connection {
                     // failover would resend the PUBLISH (QoS 2 exactly once).
                     self.submit_owned(cmd).await?;
                 }
-                out.extend(res.reply);
+                out.extend(res.reply.map(Outgoing::from));
                 self.after_ack(out).await;
                 Ok(())
             }
@@ -355,17 +390,20 @@ impl Connection {
                 } else {
                     reason::PACKET_ID_NOT_FOUND
                 };
-                out.push(Packet::PubComp(PubResp {
-                    pkid: r.pkid,
-                    reason: code,
-                    properties: Properties::default(),
-                }));
+                out.push(
+                    Packet::PubComp(PubResp {
+                        pkid: r.pkid,
+                        reason: code,
+                        properties: Properties::default(),
+                    })
+                    .into(),
+                );
                 Ok(())
             }
             Packet::Subscribe(s) => self.on_subscribe(s, out).await,
             Packet::Unsubscribe(u) => self.on_unsubscribe(u, out).await,
             Packet::PingReq => {
-                out.push(Packet::PingResp);
+                out.push(Packet::PingResp.into());
                 Ok(())
             }
             Packet::Disconnect(d) => {
@@ -406,13 +444,13 @@ impl Connection {
         }
     }
 
-    async fn after_ack(&mut self, out: &mut Vec<Packet>) {
+    async fn after_ack(&mut self, out: &mut Vec<Outgoing>) {
         self.out.refill(now_ms(), out);
         self.pull_queue(out).await;
     }
 
     /// Sends what fits of the session's replicated queue.
-    async fn pull_queue(&mut self, out: &mut Vec<Packet>) {
+    async fn pull_queue(&mut self, out: &mut Vec<Outgoing>) {
         if !self.persistent {
             return;
         }
@@ -470,30 +508,24 @@ impl Connection {
         }
     }
 
-    async fn on_publish(&mut self, p: codec::Publish, out: &mut Vec<Packet>) -> Result<(), Exit> {
+    async fn on_publish(&mut self, p: codec::Publish, out: &mut Vec<Outgoing>) -> Result<(), Exit> {
         let v5 = self.protocol == Protocol::V5;
         let topic = self.resolve_topic(&p)?;
-        let stats = &self.broker.stats;
-        stats
-            .messages_received
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        stats
-            .bytes_received
-            .fetch_add(p.payload.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let qos = qos_from_wire(p.qos);
+        self.broker.stats.received(qos, p.payload.len());
         let utf8 = p.properties.payload_format_indicator == Some(1);
         if utf8 && std::str::from_utf8(&p.payload).is_err() {
             // [MQTT-3.3.2-4]: refuse the message, not the connection, where an ack can say so.
             if qos == QoS::AtMostOnce || !v5 {
                 return Err(Exit::Violation(reason::PAYLOAD_FORMAT_INVALID));
             }
-            out.push(ack_packet(qos, p.pkid, reason::PAYLOAD_FORMAT_INVALID));
+            out.push(ack_packet(qos, p.pkid, reason::PAYLOAD_FORMAT_INVALID).into());
             return Ok(());
         }
         if qos == QoS::ExactlyOnce {
             if self.awaiting_rel.contains(&p.pkid) {
                 // A resend before PUBREL: acknowledge again, deliver once.
-                out.push(ack_packet(qos, p.pkid, reason::SUCCESS));
+                out.push(ack_packet(qos, p.pkid, reason::SUCCESS).into());
                 return Ok(());
             }
             if self.awaiting_rel.len() >= usize::from(self.receive_maximum) {
@@ -512,11 +544,9 @@ impl Connection {
             // the client does not resend it forever.
             match qos {
                 QoS::AtMostOnce => {}
-                _ => out.push(ack_packet(
-                    qos,
-                    p.pkid,
-                    if v5 { reason::NOT_AUTHORIZED } else { 0 },
-                )),
+                _ => out.push(
+                    ack_packet(qos, p.pkid, if v5 { reason::NOT_AUTHORIZED } else { 0 }).into(),
+                ),
             }
             return Ok(());
         }
@@ -543,6 +573,7 @@ impl Connection {
                 .message_expiry_interval
                 .map(|s| now.saturating_add(u64::from(s) * 1000)),
             publisher: Some(self.client_id.clone()),
+            received_at: Some(self.read_at),
         });
         let code = match self.broker.publish(msg).await {
             Ok(()) => reason::SUCCESS,
@@ -568,19 +599,19 @@ impl Connection {
         };
         match qos {
             QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => out.push(ack_packet(qos, p.pkid, if v5 { code } else { 0 })),
+            QoS::AtLeastOnce => out.push(ack_packet(qos, p.pkid, if v5 { code } else { 0 }).into()),
             QoS::ExactlyOnce => {
                 if code < 0x80 {
                     self.awaiting_rel.insert(p.pkid);
                 }
-                out.push(ack_packet(qos, p.pkid, if v5 { code } else { 0 }));
+                out.push(ack_packet(qos, p.pkid, if v5 { code } else { 0 }).into());
             }
         }
         Ok(())
     }
 
     /// Queues a live delivery for the client, if it may receive its topic.
-    fn deliver(&mut self, d: Delivery, now: u64, out: &mut Vec<Packet>) {
+    fn deliver(&mut self, d: Delivery, now: u64, out: &mut Vec<Outgoing>) {
         if self.may_receive(&d.msg.topic) {
             out.extend(self.out.push(d, now));
         }
@@ -671,7 +702,7 @@ impl Connection {
     async fn on_subscribe(
         &mut self,
         s: codec::Subscribe,
-        out: &mut Vec<Packet>,
+        out: &mut Vec<Outgoing>,
     ) -> Result<(), Exit> {
         let v5 = self.protocol == Protocol::V5;
         let sub_id = s.properties.subscription_identifiers.first().copied();
@@ -749,17 +780,24 @@ impl Connection {
             };
             self.submit_owned(cmd).await?;
         }
-        out.push(Packet::SubAck(codec::SubAck {
-            pkid: s.pkid,
-            reasons,
-            properties: Properties::default(),
-        }));
+        out.push(
+            Packet::SubAck(codec::SubAck {
+                pkid: s.pkid,
+                reasons,
+                properties: Properties::default(),
+            })
+            .into(),
+        );
         self.send_retained(retained_for, out);
         Ok(())
     }
 
     /// Delivers the retained messages matching newly granted subscriptions.
-    fn send_retained(&mut self, mut subs: Vec<(Subscription, SubOptions)>, out: &mut Vec<Packet>) {
+    fn send_retained(
+        &mut self,
+        mut subs: Vec<(Subscription, SubOptions)>,
+        out: &mut Vec<Outgoing>,
+    ) {
         if subs.is_empty() {
             return;
         }
@@ -798,6 +836,8 @@ impl Connection {
                 retain: true,
                 subscription_ids: opts.subscription_id.into_iter().collect(),
                 msg,
+                // Stored earlier by design: not a latency sample.
+                received_at: None,
             };
             out.extend(self.out.push(d, now));
         }
@@ -806,7 +846,7 @@ impl Connection {
     async fn on_unsubscribe(
         &mut self,
         u: codec::Unsubscribe,
-        out: &mut Vec<Packet>,
+        out: &mut Vec<Outgoing>,
     ) -> Result<(), Exit> {
         let mut reasons = Vec::with_capacity(u.filters.len());
         let mut durable = Vec::new();
@@ -837,11 +877,14 @@ impl Connection {
             };
             self.submit_owned(cmd).await?;
         }
-        out.push(Packet::UnsubAck(codec::UnsubAck {
-            pkid: u.pkid,
-            reasons,
-            properties: Properties::default(),
-        }));
+        out.push(
+            Packet::UnsubAck(codec::UnsubAck {
+                pkid: u.pkid,
+                reasons,
+                properties: Properties::default(),
+            })
+            .into(),
+        );
         Ok(())
     }
 
@@ -851,7 +894,7 @@ impl Connection {
         mut self,
         exit: Exit,
         writer: &mut Writer<T>,
-        mut out_buf: Vec<Packet>,
+        mut out_buf: Vec<Outgoing>,
     ) {
         tracing::debug!(?exit, "connection closing");
         let code = match exit {
@@ -859,13 +902,16 @@ impl Connection {
             _ => None,
         };
         if let (Some(code), Protocol::V5) = (code, self.protocol) {
-            out_buf.push(Packet::Disconnect(codec::Disconnect {
-                reason: code,
-                properties: Properties {
-                    reason_string: Some(reason_text(code).to_owned()),
-                    ..Properties::default()
-                },
-            }));
+            out_buf.push(
+                Packet::Disconnect(codec::Disconnect {
+                    reason: code,
+                    properties: Properties {
+                        reason_string: Some(reason_text(code).to_owned()),
+                        ..Properties::default()
+                    },
+                })
+                .into(),
+            );
         }
         let _ =
             tokio::time::timeout(Duration::from_secs(1), self.flush(writer, &mut out_buf)).await;
@@ -883,6 +929,9 @@ impl Connection {
             .stats
             .connections_current
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        // Out of the gauge together with the slot count, not when the will
+        // and the session record are settled below.
+        drop(self.counted);
         // A takeover that gave up waiting for this connection owns the
         // stash and will state now; this one only cleans up what is its own.
         let replaced = self

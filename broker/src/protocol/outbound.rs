@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytestring::ByteString;
 use starling_codec::{self as codec, Packet, Properties, Protocol, PubResp};
@@ -13,6 +14,24 @@ use crate::message::{Message, QoS};
 use crate::router::Delivery;
 use crate::state::{QueuedMessage, SessionRecord};
 use crate::topic::TopicName;
+
+/// A packet on its way to the client. A live PUBLISH carries the instant
+/// its message reached this node, so the write can observe the delivery
+/// latency; everything else carries `None`.
+#[derive(Debug)]
+pub(super) struct Outgoing {
+    pub packet: Packet,
+    pub received_at: Option<Instant>,
+}
+
+impl From<Packet> for Outgoing {
+    fn from(packet: Packet) -> Outgoing {
+        Outgoing {
+            packet,
+            received_at: None,
+        }
+    }
+}
 
 /// Where an in-flight message came from.
 #[derive(Debug, Clone)]
@@ -104,27 +123,40 @@ impl Outbound {
         self.pending.len() < self.max_pending
     }
 
+    /// Messages sent and not yet acknowledged (PUBREL stage included).
+    pub fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Live deliveries waiting for the window to open.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
     fn window_open(&self) -> bool {
         self.inflight.len() < self.window
     }
 
     /// Accepts a live delivery: QoS 0 and window space → a packet now;
     /// otherwise queued; a full queue drops it (counted).
-    pub fn push(&mut self, d: Delivery, now_ms: u64) -> Option<Packet> {
+    pub fn push(&mut self, d: Delivery, now_ms: u64) -> Option<Outgoing> {
         if d.msg.is_expired(now_ms) {
             self.drops.expired += 1;
             return None;
         }
         if d.qos == QoS::AtMostOnce {
-            return Some(self.publish_packet(
-                &d.msg,
-                d.qos,
-                d.retain,
-                &d.subscription_ids,
-                0,
-                false,
-                now_ms,
-            ));
+            return Some(Outgoing {
+                packet: self.publish_packet(
+                    &d.msg,
+                    d.qos,
+                    d.retain,
+                    &d.subscription_ids,
+                    0,
+                    false,
+                    now_ms,
+                ),
+                received_at: d.received_at,
+            });
         }
         if self.window_open() && self.pending.is_empty() {
             return self.send_live(d, now_ms);
@@ -137,7 +169,7 @@ impl Outbound {
         None
     }
 
-    fn send_live(&mut self, d: Delivery, now_ms: u64) -> Option<Packet> {
+    fn send_live(&mut self, d: Delivery, now_ms: u64) -> Option<Outgoing> {
         let pkid = self.alloc_pkid()?;
         let stage = if d.qos == QoS::ExactlyOnce {
             Awaiting::Rec
@@ -151,19 +183,22 @@ impl Outbound {
                 stage,
             },
         );
-        Some(self.publish_packet(
-            &d.msg,
-            d.qos,
-            d.retain,
-            &d.subscription_ids,
-            pkid,
-            false,
-            now_ms,
-        ))
+        Some(Outgoing {
+            packet: self.publish_packet(
+                &d.msg,
+                d.qos,
+                d.retain,
+                &d.subscription_ids,
+                pkid,
+                false,
+                now_ms,
+            ),
+            received_at: d.received_at,
+        })
     }
 
     /// Moves queued live deliveries into the window as it opens.
-    pub fn refill(&mut self, now_ms: u64, out: &mut Vec<Packet>) {
+    pub fn refill(&mut self, now_ms: u64, out: &mut Vec<Outgoing>) {
         while self.window_open() {
             let Some(d) = self.pending.pop_front() else {
                 break;
@@ -186,7 +221,7 @@ impl Outbound {
         &mut self,
         rec: &SessionRecord,
         now_ms: u64,
-        out: &mut Vec<Packet>,
+        out: &mut Vec<Outgoing>,
         expired: &mut Vec<u64>,
         allowed: &mut dyn FnMut(&TopicName) -> bool,
     ) {
@@ -209,10 +244,13 @@ impl Outbound {
                         stage: Awaiting::Comp,
                     },
                 );
-                out.push(Packet::PubRel(PubResp {
-                    pkid,
-                    ..PubResp::default()
-                }));
+                out.push(
+                    Packet::PubRel(PubResp {
+                        pkid,
+                        ..PubResp::default()
+                    })
+                    .into(),
+                );
                 continue;
             }
             if q.msg.is_expired(now_ms) {
@@ -226,7 +264,9 @@ impl Outbound {
                 expired.push(q.seq);
                 continue;
             }
-            out.push(self.queued_packet(q, pkid, now_ms));
+            // The queue may hold a message for as long as the session was
+            // offline: its age is no delivery latency, so no instant.
+            out.push(self.queued_packet(q, pkid, now_ms).into());
         }
     }
 

@@ -38,6 +38,7 @@ fn msg(topic: &str, qos: QoS, retain: bool, payload: &'static [u8]) -> Arc<Messa
         props: Arc::new(MessageProps::default()),
         expires_at_ms: None,
         publisher: Some(cid("pub")),
+        received_at: None,
     })
 }
 

@@ -35,6 +35,16 @@ pub(super) struct Tls {
     current: ArcSwap<ServerConfig>,
     /// SHA-256 over the loaded files' bytes: unchanged files are not reloaded.
     digest: parking_lot::Mutex<[u8; 32]>,
+    /// Expiry (Unix seconds) of the server certificate in use, for the
+    /// rotation alert; `None` if x509-parser could not read it.
+    not_after: parking_lot::Mutex<Option<i64>>,
+}
+
+/// What loading the files produced.
+struct Loaded {
+    config: Arc<ServerConfig>,
+    digest: [u8; 32],
+    not_after: Option<i64>,
 }
 
 /// A file that could not be used.
@@ -47,15 +57,21 @@ struct LoadError {
 impl Tls {
     /// Loads every file of `files`; the error names the listener and file.
     pub fn load(listener: &str, files: &TlsConfig) -> Result<Tls, ConfigError> {
-        let (config, digest) = build(files).map_err(|e| ConfigError::Invalid {
+        let loaded = build(files).map_err(|e| ConfigError::Invalid {
             key: e.key,
             reason: format!("listener `{listener}`: {}: {}", e.file.display(), e.reason),
         })?;
         Ok(Tls {
             files: files.clone(),
-            current: ArcSwap::from(config),
-            digest: parking_lot::Mutex::new(digest),
+            current: ArcSwap::from(loaded.config),
+            digest: parking_lot::Mutex::new(loaded.digest),
+            not_after: parking_lot::Mutex::new(loaded.not_after),
         })
+    }
+
+    /// When the server certificate in use expires (Unix seconds).
+    pub fn not_after(&self) -> Option<i64> {
+        *self.not_after.lock()
     }
 
     /// The config for the next handshake.
@@ -66,13 +82,14 @@ impl Tls {
     /// Reloads the files; keeps the current config if they do not load.
     fn reload(&self, listener: &str) {
         match build(&self.files) {
-            Ok((config, digest)) => {
+            Ok(loaded) => {
                 let mut last = self.digest.lock();
-                if *last == digest {
+                if *last == loaded.digest {
                     return;
                 }
-                *last = digest;
-                self.current.store(config);
+                *last = loaded.digest;
+                self.current.store(loaded.config);
+                *self.not_after.lock() = loaded.not_after;
                 tracing::info!(listener, "TLS files reloaded");
             }
             Err(e) => tracing::error!(
@@ -113,8 +130,9 @@ fn read(key: &'static str, file: &Path) -> Result<Vec<u8>, LoadError> {
     })
 }
 
-/// Builds a server config from the files, with the digest of their bytes.
-fn build(f: &TlsConfig) -> Result<(Arc<ServerConfig>, [u8; 32]), LoadError> {
+/// Builds a server config from the files, with the digest of their bytes
+/// and the server certificate's expiry.
+fn build(f: &TlsConfig) -> Result<Loaded, LoadError> {
     let mut digest = Sha256::new();
     let bad = |key: &'static str, file: &Path, reason: String| LoadError {
         key,
@@ -198,6 +216,12 @@ fn build(f: &TlsConfig) -> Result<(Arc<ServerConfig>, [u8; 32]), LoadError> {
         }
         _ => builder.with_no_client_auth(),
     };
+    // The first certificate of the chain is the server's own.
+    let not_after = chain.first().and_then(|c| {
+        x509_parser::parse_x509_certificate(c.as_ref())
+            .ok()
+            .map(|(_, cert)| cert.validity().not_after.timestamp())
+    });
     let config = builder.with_single_cert(chain, key).map_err(|e| {
         bad(
             "listeners.tls.key",
@@ -205,7 +229,11 @@ fn build(f: &TlsConfig) -> Result<(Arc<ServerConfig>, [u8; 32]), LoadError> {
             format!("with {}: {e}", f.cert.display()),
         )
     })?;
-    Ok((Arc::new(config), digest.finalize().into()))
+    Ok(Loaded {
+        config: Arc::new(config),
+        digest: digest.finalize().into(),
+        not_after,
+    })
 }
 
 /// Watches the directories of `tls`'s files and reloads on change until
@@ -358,6 +386,34 @@ mod tests {
         assert_eq!(id.info.san_uri, ["spiffe://plant/sensor/1"]);
         assert_eq!(id.info.sha256.len(), 64);
         assert_eq!(identity_of(b"not a certificate").info.cn, None);
+    }
+
+    #[test]
+    fn server_cert_expiry_is_read_and_follows_a_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        let write = |year: i32| {
+            let k = rcgen::KeyPair::generate().unwrap();
+            let mut p = rcgen::CertificateParams::new(vec!["broker.example".to_owned()]).unwrap();
+            p.not_after = rcgen::date_time_ymd(year, 1, 2);
+            std::fs::write(&cert, p.self_signed(&k).unwrap().pem()).unwrap();
+            std::fs::write(&key, k.serialize_pem()).unwrap();
+        };
+        write(2030);
+        let files = TlsConfig {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: None,
+            client_auth: ClientAuth::None,
+            crl: None,
+        };
+        let tls = Tls::load("mqtts", &files).unwrap();
+        // 2030-01-02T00:00:00Z
+        assert_eq!(tls.not_after(), Some(1_893_542_400));
+        write(2031);
+        tls.reload("mqtts");
+        // 2031-01-02T00:00:00Z
+        assert_eq!(tls.not_after(), Some(1_925_078_400));
     }
 
     #[test]

@@ -406,7 +406,9 @@ async fn mosquitto_clients_over_mtls() {
     }
     let pki = Pki::new();
     let b = Broker::start_raw_config(&listener("mtls", &pki.tls_toml("required", false)), "");
-    let (c, k) = pki.client("mosquitto", 30, false);
+    // The open test policy knows certificates by their `device-` CN prefix;
+    // any other CN is an unknown certificate and refused.
+    let (c, k) = pki.client("device-mosquitto", 30, false);
     std::fs::write(pki.path("client.crt"), c).unwrap();
     std::fs::write(pki.path("client.key"), k).unwrap();
     let port = b.port().to_string();
