@@ -19,6 +19,8 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
 use crate::broker::Broker;
+
+mod api;
 use crate::message::now_ms;
 use crate::state::Command;
 
@@ -32,6 +34,16 @@ pub(crate) async fn serve(listener: TcpListener, broker: Arc<Broker>, token: Opt
         .route("/api/v1/cluster", get(cluster_status))
         .route("/api/v1/cluster/nodes", post(add_node))
         .route("/api/v1/cluster/nodes/{id}", delete(remove_node))
+        .route("/api/v1/clients", get(api::list_clients))
+        .route(
+            "/api/v1/clients/{id}",
+            get(api::show_client).delete(api::disconnect_client),
+        )
+        .route("/api/v1/retained", get(api::list_retained))
+        .route("/api/v1/retained/{*topic}", delete(api::delete_retained))
+        .route("/api/v1/bans", get(api::list_bans).post(api::add_ban))
+        .route("/api/v1/bans/{kind}/{*value}", delete(api::remove_ban))
+        .route("/api/v1/publishers/top", get(api::top_publishers))
         .route("/api/v1/policy", get(policy_status))
         .route("/api/v1/policy/reload", post(policy_reload))
         .with_state(Admin { broker, token });

@@ -32,6 +32,9 @@ use crate::state::{Command, Effects, NodeId, Response, State, StateLimits};
 /// v5 reason code sent to a connection whose session was taken over.
 pub(crate) const SESSION_TAKEN_OVER: u8 = 0x8E;
 
+/// v5 reason code sent to a banned client.
+pub(crate) const BANNED: u8 = 0x8A;
+
 /// v5 reason code sent to clients of a node that lost contact with the quorum.
 pub(crate) const USE_ANOTHER_SERVER: u8 = 0x9C;
 
@@ -90,6 +93,8 @@ impl Control {
 pub(crate) struct ClientHandle {
     pub conn_id: u64,
     pub control: Arc<Control>,
+    /// Identity and live figures for the admin API and bans.
+    pub info: Arc<crate::registry::ClientInfo>,
 }
 
 /// Node-local parts of a persistent session kept between its connections:
@@ -215,6 +220,10 @@ pub(crate) struct Broker {
     pub stats: Stats,
     /// Prometheus registry and handles (`GET /metrics`).
     pub metrics: Arc<Metrics>,
+    /// Publish-rate baselines, bursts and the response ladder.
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
+    /// Set at SIGTERM: not ready, no new clients, connections leaving.
+    pub draining: std::sync::atomic::AtomicBool,
     /// `$SYS` retained values: node-local, never replicated.
     pub sys_retained: Mutex<BTreeMap<String, Arc<Message>>>,
     barriers: Barriers,
@@ -265,6 +274,21 @@ impl EffectSink for NodeEffects {
     fn on_effects(&self, fx: Effects) {
         if let Some(p) = &fx.policy {
             self.access.install(p);
+        }
+        for key in &fx.banned {
+            for c in self.clients.iter() {
+                let a = &c.info.auth;
+                let hit = match key {
+                    crate::state::BanKey::ClientId(id) => c.key().as_str() == id,
+                    crate::state::BanKey::Username(u) => {
+                        a.principal.username.as_deref() == Some(u.as_str())
+                    }
+                    crate::state::BanKey::Network(n) => n.contains(&a.source.to_canonical()),
+                };
+                if hit {
+                    c.control.kick(BANNED);
+                }
+            }
         }
         for (client, owner) in fx.wake {
             if owner.node != self.node {
@@ -328,8 +352,11 @@ impl Broker {
         // Distinguishes this run from earlier runs of the same node for peers.
         let run = rand::random::<u64>();
         let peers = Peers::new(config.node.id, run, membership.transport.clone());
+        let telemetry = Arc::new(crate::telemetry::Telemetry::new(&config.telemetry));
         let broker = Arc::new(Broker {
             node_id: config.node.id,
+            telemetry,
+            draining: std::sync::atomic::AtomicBool::new(false),
             authenticator: Arc::new(NoEnhancedAuth),
             access,
             policy_reload,
@@ -570,11 +597,32 @@ impl Broker {
         self.started.elapsed()
     }
 
+    /// Bans `key` cluster-wide until `until_ms` (through the log; every
+    /// node disconnects the clients it matches).
+    pub async fn ban(
+        &self,
+        key: crate::state::BanKey,
+        until_ms: u64,
+        reason: &str,
+    ) -> Result<(), String> {
+        let cmd = Command::Ban {
+            key,
+            ban: crate::state::Ban {
+                until_ms,
+                reason: reason.to_owned(),
+            },
+        };
+        self.submit(cmd)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     /// Ready = accepting clients, a member with a leader and quorum, caught
     /// up, a policy in force when one is configured, and not draining. The
     /// error says what is missing (`/readyz` body; metrics use the verdict).
     pub fn readiness(&self) -> Result<(), &'static str> {
-        if self.shutdown.is_cancelled() {
+        if self.shutdown.is_cancelled() || self.draining.load(Ordering::Relaxed) {
             return Err("draining");
         }
         if !self.accepting.load(Ordering::Relaxed) {

@@ -35,6 +35,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Security events.
     pub security: SecurityConfig,
+    /// Security telemetry: publish-rate baselines, bursts, the response ladder.
+    pub telemetry: crate::telemetry::TelemetryConfig,
 }
 
 impl Default for Config {
@@ -49,6 +51,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             auth: AuthConfig::default(),
             security: SecurityConfig::default(),
+            telemetry: crate::telemetry::TelemetryConfig::default(),
         }
     }
 }
@@ -109,9 +112,15 @@ pub struct NodeConfig {
     pub id: u64,
     /// Directory for durable state.
     pub data_dir: PathBuf,
-    /// How long a graceful shutdown may take before connections are dropped.
+    /// SIGTERM to exit, at most: connections still open then are dropped.
+    /// Kubernetes' `terminationGracePeriodSeconds` must be longer.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Clients are disconnected (v5 0x8B) spread over this window after
+    /// SIGTERM, so they do not all reconnect elsewhere at once; shorter
+    /// than `shutdown_grace`.
+    #[serde(with = "humantime_serde")]
+    pub drain_window: Duration,
 }
 
 impl Default for NodeConfig {
@@ -120,6 +129,7 @@ impl Default for NodeConfig {
             id: 1,
             data_dir: PathBuf::from("./starling-data"),
             shutdown_grace: Duration::from_secs(10),
+            drain_window: Duration::from_secs(5),
         }
     }
 }
@@ -488,6 +498,9 @@ impl Config {
         if self.node.id == 0 {
             return invalid("node.id", "must be at least 1");
         }
+        if let Err((key, reason)) = self.telemetry.validate() {
+            return Err(ConfigError::Invalid { key, reason });
+        }
         if self.auth.max_concurrent_password_checks == 0 {
             return invalid("auth.max_concurrent_password_checks", "must be at least 1");
         }
@@ -538,6 +551,12 @@ impl Config {
         }
         if self.node.shutdown_grace.is_zero() {
             return invalid("node.shutdown_grace", "must be positive");
+        }
+        if self.node.drain_window >= self.node.shutdown_grace {
+            return invalid(
+                "node.drain_window",
+                "must be shorter than node.shutdown_grace",
+            );
         }
         let c = &self.cluster;
         let peers = c.peer_specs()?;

@@ -41,10 +41,12 @@ mod metrics;
 mod peers;
 mod policy_source;
 mod protocol;
+mod registry;
 mod replication;
 pub mod transport;
 
 mod router;
 mod sys;
+pub mod telemetry;
 
 pub use error::{ConfigError, StartError};

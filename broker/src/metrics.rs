@@ -62,11 +62,15 @@ pub(crate) enum ConnectRefusal {
     NotAuthorized,
     /// A protocol level this broker does not speak.
     ProtocolVersion,
+    /// A ban matches the client id, username or source.
+    Banned,
+    /// The class connected from outside its zones (strict classes).
+    UnexpectedSource,
 }
 
 impl ConnectRefusal {
     /// Every reason, in label order.
-    pub const ALL: [ConnectRefusal; 9] = [
+    pub const ALL: [ConnectRefusal; 11] = [
         ConnectRefusal::AuthMethod,
         ConnectRefusal::Unavailable,
         ConnectRefusal::Quota,
@@ -76,6 +80,8 @@ impl ConnectRefusal {
         ConnectRefusal::BadCredentials,
         ConnectRefusal::NotAuthorized,
         ConnectRefusal::ProtocolVersion,
+        ConnectRefusal::Banned,
+        ConnectRefusal::UnexpectedSource,
     ];
 
     /// The label value.
@@ -90,6 +96,8 @@ impl ConnectRefusal {
             ConnectRefusal::BadCredentials => "bad_credentials",
             ConnectRefusal::NotAuthorized => "not_authorized",
             ConnectRefusal::ProtocolVersion => "protocol_version",
+            ConnectRefusal::Banned => "banned",
+            ConnectRefusal::UnexpectedSource => "unexpected_source",
         }
     }
 }
@@ -347,6 +355,48 @@ const SCRAPED: &[(&str, &str, Kind, &[&str])] = &[
         &["result"],
     ),
     (
+        "starling_publish_rate_anomalies_total",
+        "Publish-rate anomalies (a client far above its own baseline), by class.",
+        Kind::Counter,
+        &["class"],
+    ),
+    (
+        "starling_telemetry_responses_total",
+        "Response-ladder actions taken, by step (throttle, disconnect, ban).",
+        Kind::Counter,
+        &["step"],
+    ),
+    (
+        "starling_unexpected_source_total",
+        "Connections from outside the zones expected for the class, by class.",
+        Kind::Counter,
+        &["class"],
+    ),
+    (
+        "starling_client_certs_seen_total",
+        "Client certificates presented at CONNECT, by class and days until expiry.",
+        Kind::Counter,
+        &["class", "expires_in"],
+    ),
+    (
+        "starling_source_network_spikes_total",
+        "Connection-rate spikes from one /24 or /64.",
+        Kind::Counter,
+        &[],
+    ),
+    (
+        "starling_auth_failure_bursts_total",
+        "Bursts of failed logins from one source or for one client id.",
+        Kind::Counter,
+        &[],
+    ),
+    (
+        "starling_bans_active",
+        "Bans in force, cluster-wide.",
+        Kind::Gauge,
+        &[],
+    ),
+    (
         "starling_security_events_total",
         "Security events, by kind (written or rate-limited).",
         Kind::Counter,
@@ -593,6 +643,52 @@ fn collect_state(b: &Broker, s: &mut Scrape) {
     s.histogram("starling_queued_messages", queued);
 }
 
+/// Security telemetry: anomalies, ladder responses, sources, certificates, bans.
+fn collect_telemetry(b: &Broker, s: &mut Scrape) {
+    let st = &b.telemetry.stats;
+    let by_class = |m: &parking_lot::Mutex<std::collections::BTreeMap<String, u64>>| {
+        m.lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect::<Vec<_>>()
+    };
+    for (class, n) in by_class(&st.anomalies) {
+        s.add("starling_publish_rate_anomalies_total", &[&class], n as f64);
+    }
+    for (class, n) in by_class(&st.unexpected_source) {
+        s.add("starling_unexpected_source_total", &[&class], n as f64);
+    }
+    let responses: Vec<_> = st.responses.lock().iter().map(|(k, v)| (*k, *v)).collect();
+    for (step, n) in responses {
+        s.add("starling_telemetry_responses_total", &[step], n as f64);
+    }
+    let certs: Vec<_> = st
+        .client_certs
+        .lock()
+        .iter()
+        .map(|((c, b), v)| (c.clone(), *b, *v))
+        .collect();
+    for (class, bucket, n) in certs {
+        s.add(
+            "starling_client_certs_seen_total",
+            &[&class, bucket],
+            n as f64,
+        );
+    }
+    s.add(
+        "starling_source_network_spikes_total",
+        &[],
+        st.network_spikes.load(Ordering::Relaxed) as f64,
+    );
+    s.add(
+        "starling_auth_failure_bursts_total",
+        &[],
+        st.auth_bursts.load(Ordering::Relaxed) as f64,
+    );
+    let bans = b.state.lock().active_bans(crate::message::now_ms());
+    s.add("starling_bans_active", &[], bans as f64);
+}
+
 /// Policy, authentication and authorization counters.
 fn collect_access(b: &Broker, s: &mut Scrape) {
     let access = &b.access;
@@ -633,6 +729,7 @@ fn collect_access(b: &Broker, s: &mut Scrape) {
     for ((action, rule), n) in denials {
         s.add("starling_acl_denials_total", &[action, &rule], n as f64);
     }
+    collect_telemetry(b, s);
     for (kind, n) in access.events.counts() {
         s.add("starling_security_events_total", &[kind], n as f64);
     }

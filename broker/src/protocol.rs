@@ -20,6 +20,9 @@ use crate::message::QoS;
 
 pub(crate) use connection::serve;
 
+/// v5 DISCONNECT reason sent while draining.
+pub(crate) const SERVER_SHUTTING_DOWN: u8 = reason::SERVER_SHUTTING_DOWN;
+
 /// Where a connection came from: for logs, the policy and telemetry.
 #[derive(Debug, Clone)]
 pub(crate) struct Peer {
@@ -80,6 +83,10 @@ fn reason_text(code: u8) -> &'static str {
         0x82 => "protocol error",
         0x83 => "too many properties",
         reason::SERVER_SHUTTING_DOWN => "server shutting down",
+        reason::NOT_AUTHORIZED => "not authorized",
+        0x8A => "banned",
+        0x96 => "message rate too high",
+        0x98 => "disconnected by an administrator",
         reason::KEEP_ALIVE_TIMEOUT => "keep alive timeout",
         0x8E => "session taken over by another connection",
         reason::TOPIC_NAME_INVALID => "topic name invalid",

@@ -32,15 +32,33 @@ pub(crate) enum EventKind {
     PolicyRejected,
     /// A policy change removed a live subscription or closed a client.
     Revoked,
+    /// A client's publish rate left its baseline.
+    PublishRateAnomaly,
+    /// The response ladder acted (throttle, disconnect, ban).
+    Response,
+    /// A class connected from outside its expected zones.
+    UnexpectedSource,
+    /// Connection attempts from one network jumped above their baseline.
+    SourceNetworkSpike,
+    /// Many failed logins from one source or for one client id.
+    AuthFailureBurst,
+    /// A banned client tried to connect.
+    BannedConnect,
 }
 
 impl EventKind {
-    const ALL: [EventKind; 5] = [
+    const ALL: [EventKind; 11] = [
         EventKind::AuthFailure,
         EventKind::AclDenied,
         EventKind::PolicyApplied,
         EventKind::PolicyRejected,
         EventKind::Revoked,
+        EventKind::PublishRateAnomaly,
+        EventKind::Response,
+        EventKind::UnexpectedSource,
+        EventKind::SourceNetworkSpike,
+        EventKind::AuthFailureBurst,
+        EventKind::BannedConnect,
     ];
 
     /// Low-cardinality label.
@@ -51,6 +69,12 @@ impl EventKind {
             EventKind::PolicyApplied => "policy_applied",
             EventKind::PolicyRejected => "policy_rejected",
             EventKind::Revoked => "revoked",
+            EventKind::PublishRateAnomaly => "publish_rate_anomaly",
+            EventKind::Response => "response",
+            EventKind::UnexpectedSource => "unexpected_source",
+            EventKind::SourceNetworkSpike => "source_network_spike",
+            EventKind::AuthFailureBurst => "auth_failure_burst",
+            EventKind::BannedConnect => "banned_connect",
         }
     }
 
@@ -184,6 +208,109 @@ impl SecurityEvents {
                 topic,
                 suppressed,
                 "revoked by a policy change"
+            );
+        }
+    }
+
+    /// A client's publish rate left its baseline (once per episode).
+    pub fn publish_rate_anomaly(&self, who: &Who<'_>, observed: f64, baseline: f64) {
+        if let Some(suppressed) = self.admit(EventKind::PublishRateAnomaly) {
+            tracing::warn!(
+                target: TARGET,
+                kind = EventKind::PublishRateAnomaly.as_str(),
+                identity = who.identity,
+                class = who.class,
+                client_id = who.client_id,
+                source = %who.source,
+                listener = who.listener,
+                observed_per_sec = observed,
+                baseline_per_sec = baseline,
+                suppressed,
+                "publish rate anomaly"
+            );
+        }
+    }
+
+    /// The response ladder acted on a client (`throttle`, `disconnect`, `ban`).
+    pub fn response(&self, who: &Who<'_>, step: &str, detail: &str) {
+        if let Some(suppressed) = self.admit(EventKind::Response) {
+            tracing::warn!(
+                target: TARGET,
+                kind = EventKind::Response.as_str(),
+                identity = who.identity,
+                class = who.class,
+                client_id = who.client_id,
+                source = %who.source,
+                listener = who.listener,
+                step,
+                detail,
+                suppressed,
+                "response to a misbehaving client"
+            );
+        }
+    }
+
+    /// A class connected from outside its expected zones.
+    pub fn unexpected_source(&self, who: &Who<'_>, refused: bool) {
+        if let Some(suppressed) = self.admit(EventKind::UnexpectedSource) {
+            tracing::warn!(
+                target: TARGET,
+                kind = EventKind::UnexpectedSource.as_str(),
+                identity = who.identity,
+                class = who.class,
+                client_id = who.client_id,
+                source = %who.source,
+                listener = who.listener,
+                refused,
+                suppressed,
+                "connection from an unexpected network"
+            );
+        }
+    }
+
+    /// Connection attempts from one network jumped.
+    pub fn source_network_spike(&self, network: &str, observed: f64, baseline: f64) {
+        if let Some(suppressed) = self.admit(EventKind::SourceNetworkSpike) {
+            tracing::warn!(
+                target: TARGET,
+                kind = EventKind::SourceNetworkSpike.as_str(),
+                network,
+                observed_per_sec = observed,
+                baseline_per_sec = baseline,
+                suppressed,
+                "connection spike from one network"
+            );
+        }
+    }
+
+    /// Many failed logins from one source or for one client id.
+    pub fn auth_failure_burst(&self, by: &str, key: &str, count: u32, banned: bool) {
+        if let Some(suppressed) = self.admit(EventKind::AuthFailureBurst) {
+            tracing::warn!(
+                target: TARGET,
+                kind = EventKind::AuthFailureBurst.as_str(),
+                by,
+                key,
+                count,
+                banned,
+                suppressed,
+                "burst of authentication failures"
+            );
+        }
+    }
+
+    /// A banned client tried to connect.
+    pub fn banned_connect(&self, source: IpAddr, listener: &str, client_id: &str, ban: &str) {
+        if let Some(suppressed) = self.admit(EventKind::BannedConnect) {
+            tracing::warn!(
+                target: TARGET,
+                kind = EventKind::BannedConnect.as_str(),
+                client_id,
+                source = %source,
+                listener,
+                ban,
+                suppressed,
+                "banned client refused"
             );
         }
     }

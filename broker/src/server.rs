@@ -168,13 +168,17 @@ impl Server {
         broker
             .accepting
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        let listeners_stop = CancellationToken::new();
         for (state, listener) in self.listeners {
             if let Ok(addr) = listener.local_addr() {
                 tracing::info!(listener = %state.name(), %addr, "listening for MQTT");
             }
-            broker
-                .tasks
-                .spawn(accept_loop(broker.clone(), state, listener));
+            broker.tasks.spawn(accept_loop(
+                broker.clone(),
+                state,
+                listener,
+                listeners_stop.clone(),
+            ));
         }
         broker.tasks.spawn(broker.clone().run_expiry());
         broker.tasks.spawn(crate::sys::run(broker.clone()));
@@ -183,11 +187,26 @@ impl Server {
         broker.tasks.spawn(broker.clone().run_barriers());
 
         stop.cancelled().await;
+        let grace = broker.config.node.shutdown_grace;
+        let deadline = tokio::time::Instant::now() + grace;
+        // Not ready at once (the load balancer stops sending), then no new
+        // connections, then the clients leave gradually, so they do not all
+        // reconnect to the other nodes in the same instant.
+        broker
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        listeners_stop.cancel();
+        let window = broker.config.node.drain_window;
+        tracing::info!(
+            clients = broker.clients.len(),
+            ?window,
+            "draining: not ready, listeners closed, disconnecting clients"
+        );
+        drain_clients(&broker, window).await;
         tracing::info!("shutting down");
         broker.shutdown.cancel();
         broker.tasks.close();
-        let grace = broker.config.node.shutdown_grace;
-        if tokio::time::timeout(grace, broker.tasks.wait())
+        if tokio::time::timeout_at(deadline, broker.tasks.wait())
             .await
             .is_err()
         {
@@ -199,15 +218,36 @@ impl Server {
     }
 }
 
+/// Disconnects every client (v5: 0x8B) spread evenly over `window`: at
+/// most one tenth of a second's share at a time.
+async fn drain_clients(broker: &Broker, window: std::time::Duration) {
+    const TICK: std::time::Duration = std::time::Duration::from_millis(100);
+    let handles: Vec<_> = broker.clients.iter().map(|c| c.control.clone()).collect();
+    if handles.is_empty() {
+        return;
+    }
+    let ticks = (window.as_millis() / TICK.as_millis()).max(1) as usize;
+    let per_tick = handles.len().div_ceil(ticks);
+    let mut tick = tokio::time::interval(TICK);
+    for batch in handles.chunks(per_tick) {
+        tick.tick().await;
+        for control in batch {
+            control.kick(crate::protocol::SERVER_SHUTTING_DOWN);
+        }
+    }
+}
+
 async fn accept_loop(
     broker: Arc<Broker>,
     transport: Arc<transport::Listener>,
     listener: TcpListener,
+    stop: CancellationToken,
 ) {
     transport.start_reload(&broker.tasks, broker.shutdown.clone());
     loop {
         let accepted = tokio::select! {
             _ = broker.shutdown.cancelled() => return,
+            _ = stop.cancelled() => return,
             a = listener.accept() => a,
         };
         match accepted {
@@ -224,6 +264,17 @@ async fn accept_loop(
                         _ = broker.shutdown.cancelled() => return,
                     };
                     let Some(conn) = established else { return };
+                    // The real source (after PROXY), before any MQTT.
+                    if let Some(spike) = broker
+                        .telemetry
+                        .on_accept(conn.addr.ip(), std::time::Instant::now())
+                    {
+                        broker.access.events.source_network_spike(
+                            &spike.network.to_string(),
+                            spike.observed,
+                            spike.baseline,
+                        );
+                    }
                     let peer = Peer {
                         addr: conn.addr,
                         listener: transport.name().clone(),

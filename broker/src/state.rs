@@ -25,8 +25,10 @@ use crate::subscriptions::SubscriptionIndex;
 use crate::topic::{Subscription, TopicName};
 
 mod access;
+mod bans;
 
 pub use access::{ActivePolicy, SessionIdentity};
+pub use bans::{Ban, BanKey};
 
 /// Identifies a node of the cluster (1 for a single node).
 pub type NodeId = u64;
@@ -167,6 +169,24 @@ pub enum Command {
         /// Proposer's clock.
         now_ms: u64,
     },
+    /// Refuse clients matching `key` until `until_ms` (replaces an existing
+    /// ban of the same key).
+    Ban {
+        /// Who is banned.
+        key: BanKey,
+        /// The ban and its end.
+        ban: Ban,
+    },
+    /// Delete a retained message (an operator's decision: nothing is delivered).
+    ClearRetained {
+        /// Its topic.
+        topic: TopicName,
+    },
+    /// Lift a ban.
+    Unban {
+        /// Who was banned.
+        key: BanKey,
+    },
     /// Make this policy file the active policy (it was validated before
     /// it was submitted; a replica that cannot parse it keeps the old one).
     SetPolicy {
@@ -200,6 +220,8 @@ pub enum Response {
     },
     /// The command named an epoch that no longer owns the session.
     Fenced,
+    /// The command named something that does not exist (an unknown ban).
+    NotFound,
     /// A new session would exceed the cluster-wide session limit.
     SessionQuotaExceeded,
     /// A policy was applied (or was already active: `revoked` is then 0
@@ -227,6 +249,8 @@ pub struct Effects {
     pub ended: Vec<ClientId>,
     /// A new policy is in force.
     pub policy: Option<ActivePolicy>,
+    /// New bans: connected clients they match must go.
+    pub banned: Vec<BanKey>,
 }
 
 /// Limits that apply deterministically on every replica.
@@ -249,6 +273,7 @@ pub struct State {
     next_epoch: u64,
     limits: StateLimits,
     policy: Option<ActivePolicy>,
+    bans: bans::Bans,
 }
 
 impl State {
@@ -261,6 +286,7 @@ impl State {
             next_epoch: 1,
             limits,
             policy: None,
+            bans: bans::Bans::default(),
         }
     }
 
@@ -357,6 +383,7 @@ impl State {
                 Response::Done
             }
             Command::ExpireSessions { now_ms } => {
+                self.bans.expire(now_ms);
                 let expired: Vec<ClientId> = self
                     .sessions
                     .iter()
@@ -382,6 +409,25 @@ impl State {
                 Response::Done
             }
             Command::SetPolicy { text } => self.set_policy(text, fx),
+            Command::Ban { key, ban } => {
+                fx.banned.push(key.clone());
+                self.bans.insert(key, ban);
+                Response::Done
+            }
+            Command::ClearRetained { topic } => {
+                if self.retained.remove(&topic).is_some() {
+                    Response::Done
+                } else {
+                    Response::NotFound
+                }
+            }
+            Command::Unban { key } => {
+                if self.bans.remove(&key) {
+                    Response::Done
+                } else {
+                    Response::NotFound
+                }
+            }
             Command::Batch(cmds) => {
                 Response::Batch(cmds.into_iter().map(|c| self.apply(c, fx)).collect())
             }
@@ -594,6 +640,30 @@ impl State {
         revoked
     }
 
+    /// The ban that applies to a client at `now_ms`, if any.
+    pub fn banned(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        ip: std::net::IpAddr,
+        now_ms: u64,
+    ) -> Option<(&BanKey, &Ban)> {
+        self.bans.find(client_id, username, ip, now_ms)
+    }
+
+    /// Every ban (expired ones until the next expiry pass).
+    pub fn bans(&self) -> impl Iterator<Item = (&BanKey, &Ban)> {
+        self.bans.iter()
+    }
+
+    /// Bans in force at `now_ms`.
+    pub fn active_bans(&self, now_ms: u64) -> usize {
+        self.bans
+            .iter()
+            .filter(|(_, b)| b.until_ms > now_ms)
+            .count()
+    }
+
     /// The policy in force, if the log has set one.
     pub fn policy(&self) -> Option<&ActivePolicy> {
         self.policy.as_ref()
@@ -656,6 +726,7 @@ struct Snapshot {
     retained: Vec<Arc<Message>>,
     /// Sequence number and text of the active policy.
     policy: Option<(u64, Arc<str>)>,
+    bans: Vec<(BanKey, Ban)>,
 }
 
 /// A snapshot that cannot be read or written.
@@ -679,6 +750,11 @@ impl State {
             sessions,
             retained,
             policy: self.policy.as_ref().map(|p| (p.seq, p.text.clone())),
+            bans: self
+                .bans
+                .iter()
+                .map(|(k, b)| (k.clone(), b.clone()))
+                .collect(),
         };
         Ok(postcard::to_stdvec(&snap)?)
     }
@@ -688,6 +764,9 @@ impl State {
         let snap: Snapshot = postcard::from_bytes(bytes)?;
         let mut fresh = State::new(self.limits);
         fresh.next_epoch = snap.next_epoch;
+        for (key, ban) in snap.bans {
+            fresh.bans.insert(key, ban);
+        }
         if let Some((seq, text)) = snap.policy {
             match Policy::parse(&text) {
                 Ok((p, _)) => {

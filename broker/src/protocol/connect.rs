@@ -15,9 +15,10 @@ use super::outbound::Outbound;
 use super::{Peer, Transport, qos_from_wire, reason};
 use crate::access::ClientAuth;
 use crate::authn::AuthStep;
-use crate::broker::{Broker, ClientHandle, Control, SESSION_TAKEN_OVER};
-use crate::message::{ClientId, Message, MessageProps};
+use crate::broker::{BANNED, Broker, ClientHandle, Control, SESSION_TAKEN_OVER};
+use crate::message::{ClientId, Message, MessageProps, now_ms};
 use crate::metrics::ConnectRefusal;
+use crate::registry::ClientInfo;
 use crate::router::{Delivery, LiveSub};
 use crate::state::{Command, Response};
 use crate::topic::{TopicLimits, TopicName};
@@ -131,6 +132,17 @@ pub(super) async fn accept<T: Transport>(
             ConnectRefusal::Unavailable,
             reason::SERVER_UNAVAILABLE,
             "this node lost contact with the cluster",
+        )
+        .await;
+        return None;
+    }
+    if broker.draining.load(Ordering::Relaxed) {
+        refuse(
+            broker,
+            writer,
+            ConnectRefusal::Unavailable,
+            reason::SERVER_UNAVAILABLE,
+            "this node is shutting down: use another server",
         )
         .await;
         return None;
@@ -266,7 +278,8 @@ pub(super) async fn accept<T: Transport>(
 
     // Watch before deciding: a policy change from here on is re-checked.
     let policy_seen = broker.access.watch();
-    let auth = authorize(broker, peer, credentials, &client_id, will.as_ref(), writer).await?;
+    let auth =
+        Arc::new(authorize(broker, peer, credentials, &client_id, will.as_ref(), writer).await?);
 
     // Session expiry.
     let max_expiry = cfg.max_session_expiry_secs();
@@ -282,9 +295,16 @@ pub(super) async fn accept<T: Transport>(
     // Takeover: one live connection per client id [MQTT-3.1.4-3].
     let control = Arc::new(Control::default());
     let conn_id = broker.next_conn_id();
+    let info = Arc::new(ClientInfo::new(
+        auth.clone(),
+        if v5 { "5.0" } else { "3.1.1" },
+        crate::message::now_ms(),
+        expiry_secs > 0 || !c.clean_start,
+    ));
     let handle = ClientHandle {
         conn_id,
         control: control.clone(),
+        info: info.clone(),
     };
     if let Some(old) = broker.clients.insert(client_id.clone(), handle) {
         tracing::debug!(client_id = %client_id, "session taken over");
@@ -514,10 +534,13 @@ pub(super) async fn accept<T: Transport>(
         pending_acks: Vec::new(),
         policy_seen,
         receive_memo: HashMap::new(),
-        auth: Arc::new(auth),
+        telemetry: broker.telemetry.client(&auth.principal.class),
+        auth,
+        info,
         read_at: std::time::Instant::now(),
         counted,
     };
+    conn.sync_subscriptions();
     Some((rx, conn))
 }
 
@@ -550,6 +573,32 @@ async fn revoke_on_resume(
     }
 }
 
+/// Feeds a failed login to telemetry: a burst is an event and, when
+/// configured, a ban of the source address (or the client id).
+async fn on_auth_failure(broker: &Broker, source: std::net::IpAddr, client_id: &ClientId) {
+    let t = &broker.telemetry;
+    for burst in t.on_auth_failure(source, client_id.as_str(), std::time::Instant::now()) {
+        let ban = t.cfg.auth_failure_ban;
+        broker
+            .access
+            .events
+            .auth_failure_burst(burst.by, &burst.key, burst.count, ban);
+        if !ban {
+            continue;
+        }
+        let key = if burst.by == "source" {
+            crate::state::BanKey::Network(ipnet::IpNet::from(source.to_canonical()))
+        } else {
+            crate::state::BanKey::ClientId(burst.key.clone())
+        };
+        let until = now_ms().saturating_add(t.cfg.ban_duration.as_millis() as u64);
+        t.count_response("ban");
+        if let Err(e) = broker.ban(key, until, "auth_failure_burst").await {
+            tracing::warn!(error = %e, "could not record a ban");
+        }
+    }
+}
+
 /// Authenticates the client and asks the policy whether it may connect
 /// (and set its will). `None` after refusing the CONNECT.
 async fn authorize<T: Transport>(
@@ -562,6 +611,19 @@ async fn authorize<T: Transport>(
 ) -> Option<ClientAuth> {
     let access = &broker.access;
     let source = peer.addr.ip();
+    // Bans first: a banned client costs no password check.
+    let ban = broker
+        .state
+        .lock()
+        .banned(client_id.as_str(), username.as_deref(), source, now_ms())
+        .map(|(k, b)| format!("{}={} ({})", k.parts().0, k.parts().1, b.reason));
+    if let Some(ban) = ban {
+        access
+            .events
+            .banned_connect(source, &peer.listener, client_id.as_str(), &ban);
+        refuse(broker, writer, ConnectRefusal::Banned, BANNED, "banned").await;
+        return None;
+    }
     let cert = peer.cert.as_ref().map(|c| c.info.clone());
     let principal = match access.authenticate(username.clone(), password, cert).await {
         Ok(p) => p,
@@ -573,6 +635,7 @@ async fn authorize<T: Transport>(
                 client_id.as_str(),
                 username.as_deref(),
             );
+            on_auth_failure(broker, source, client_id).await;
             refuse(
                 broker,
                 writer,
@@ -592,6 +655,27 @@ async fn authorize<T: Transport>(
         tls: peer.tls,
     };
     let policy = access.policy();
+    let telemetry = &broker.telemetry;
+    if let Some(strict) =
+        telemetry.unexpected_source(&auth.principal.class, source, |z, ip| policy.in_zone(z, ip))
+    {
+        access.events.unexpected_source(&auth.who(), strict);
+        if strict {
+            refuse(
+                broker,
+                writer,
+                ConnectRefusal::UnexpectedSource,
+                reason::NOT_AUTHORIZED,
+                "not authorized from this network",
+            )
+            .await;
+            return None;
+        }
+    }
+    if let Some(not_after) = peer.cert.as_ref().and_then(|c| c.not_after_unix) {
+        let now = i64::try_from(now_ms() / 1000).unwrap_or(i64::MAX);
+        telemetry.on_client_cert(&auth.principal.class, not_after, now);
+    }
     if !auth.check(access, &policy, Action::Connect, "", 0, false) {
         refuse(
             broker,

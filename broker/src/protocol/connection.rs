@@ -25,6 +25,7 @@ use crate::message::{ClientId, Message, MessageProps, QoS, SubOptions, now_ms};
 use crate::metrics::{ConnectRefusal, Connected};
 use crate::router::{Delivery, DeliverySender, LiveSub};
 use crate::state::{Command, Response};
+use crate::telemetry::Action as RateAction;
 use crate::topic::{Subscription, TopicLimits, TopicName};
 
 pub(super) type Reader<T> = FramedRead<ReadHalf<T>, MqttCodec>;
@@ -33,6 +34,9 @@ pub(super) type Writer<T> = FramedWrite<WriteHalf<T>, MqttCodec>;
 /// Deliveries drained from the queue per wake-up before writing, so one
 /// flush carries many packets.
 const DRAIN_BATCH: usize = 64;
+
+/// v5 DISCONNECT reason: the response ladder's disconnect step.
+const MESSAGE_RATE_TOO_HIGH: u8 = 0x96;
 
 /// Receive decisions a connection remembers per policy (by topic).
 const RECEIVE_MEMO: usize = 256;
@@ -94,6 +98,10 @@ pub(super) struct Connection {
     pub read_at: std::time::Instant,
     /// Keeps this connection in `starling_connections_current` while it lives.
     pub counted: Connected,
+    /// What the admin API shows about this client.
+    pub info: Arc<crate::registry::ClientInfo>,
+    /// Publish-rate baseline and response ladder (`None`: telemetry off).
+    pub telemetry: Option<crate::telemetry::ClientTelemetry>,
 }
 
 /// Serves one accepted stream until it closes.
@@ -513,6 +521,7 @@ impl Connection {
         let topic = self.resolve_topic(&p)?;
         let qos = qos_from_wire(p.qos);
         self.broker.stats.received(qos, p.payload.len());
+        self.watch_rate().await?;
         let utf8 = p.properties.payload_format_indicator == Some(1);
         if utf8 && std::str::from_utf8(&p.payload).is_err() {
             // [MQTT-3.3.2-4]: refuse the message, not the connection, where an ack can say so.
@@ -610,6 +619,61 @@ impl Connection {
         Ok(())
     }
 
+    /// Publishes the subscription list to the admin API's view.
+    pub(super) fn sync_subscriptions(&self) {
+        self.info.set_subscriptions(
+            self.subscriptions
+                .keys()
+                .map(|s| s.to_filter_string().into_owned())
+                .collect(),
+        );
+    }
+
+    /// Feeds the publish-rate tracker and climbs the response ladder:
+    /// report, throttle (read the socket later), disconnect (0x96), ban.
+    async fn watch_rate(&mut self) -> Result<(), Exit> {
+        let Some(t) = self.telemetry.as_mut() else {
+            return Ok(());
+        };
+        let telemetry = &self.broker.telemetry;
+        let (action, wait) = t.on_publish(std::time::Instant::now(), &telemetry.cfg);
+        let events = &self.broker.access.events;
+        let who = self.auth.who();
+        let class = &*self.auth.principal.class;
+        match action {
+            RateAction::None => {}
+            RateAction::Rate(r) => self.info.set_rate(r),
+            RateAction::Anomaly { observed, baseline } => {
+                self.info.set_rate(observed);
+                telemetry.count_anomaly(class);
+                events.publish_rate_anomaly(&who, observed, baseline);
+            }
+            RateAction::Throttle { rate } => {
+                telemetry.count_response("throttle");
+                events.response(&who, "throttle", &format!("{rate:.1} msg/s"));
+            }
+            RateAction::Disconnect { ban } => {
+                telemetry.count_response("disconnect");
+                events.response(&who, "disconnect", "message rate too high");
+                if ban {
+                    telemetry.count_response("ban");
+                    let until =
+                        now_ms().saturating_add(telemetry.cfg.ban_duration.as_millis() as u64);
+                    let key = crate::state::BanKey::ClientId(self.client_id.as_str().to_owned());
+                    events.response(&who, "ban", "publish rate");
+                    if let Err(e) = self.broker.ban(key, until, "publish_rate").await {
+                        tracing::warn!(error = %e, "could not record a ban");
+                    }
+                }
+                return Err(Exit::Violation(MESSAGE_RATE_TOO_HIGH));
+            }
+        }
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        Ok(())
+    }
+
     /// Queues a live delivery for the client, if it may receive its topic.
     fn deliver(&mut self, d: Delivery, now: u64, out: &mut Vec<Outgoing>) {
         if self.may_receive(&d.msg.topic) {
@@ -669,6 +733,7 @@ impl Connection {
                 .router
                 .unsubscribe(&sub, &self.client_id, self.conn_id);
         }
+        self.sync_subscriptions();
         Ok(())
     }
 
@@ -789,6 +854,7 @@ impl Connection {
             .into(),
         );
         self.send_retained(retained_for, out);
+        self.sync_subscriptions();
         Ok(())
     }
 
@@ -885,6 +951,7 @@ impl Connection {
             })
             .into(),
         );
+        self.sync_subscriptions();
         Ok(())
     }
 

@@ -214,7 +214,7 @@ impl Cluster {
             .map(|&j| format!("\"{j}@{}\"", self.proxies[&(i, j)].listen))
             .collect();
         let config = format!(
-            "[node]\nid = {i}\ndata_dir = \"{data}\"\nshutdown_grace = \"3s\"\n\n\
+            "[node]\nid = {i}\ndata_dir = \"{data}\"\nshutdown_grace = \"3s\"\ndrain_window = \"1s\"\n\n\
              [[listeners]]\nname = \"mqtt\"\nbind = \"{ip}:{port}\"\n\n\
              [cluster]\nlisten = \"{me}\"\nadvertise = \"{me}\"\npeers = [{peers}]\n\
              secret_file = \"{secret}\"\nheartbeat = \"50ms\"\n\
