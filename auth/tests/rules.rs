@@ -150,9 +150,18 @@ qos = [2]
     assert_eq!(ask(&pol, &r), (false, "no-qos2-on-x".into()));
     assert_eq!(pol.zone_of("10.1.0.1".parse().unwrap()), Some("factory"));
     assert_eq!(pol.zone_of("192.168.0.1".parse().unwrap()), None);
-    assert_eq!(pol.in_zone("factory", "10.1.0.1".parse().unwrap()), Some(true));
-    assert_eq!(pol.in_zone("factory", "::ffff:10.1.0.1".parse().unwrap()), Some(true));
-    assert_eq!(pol.in_zone("factory", "192.168.0.1".parse().unwrap()), Some(false));
+    assert_eq!(
+        pol.in_zone("factory", "10.1.0.1".parse().unwrap()),
+        Some(true)
+    );
+    assert_eq!(
+        pol.in_zone("factory", "::ffff:10.1.0.1".parse().unwrap()),
+        Some(true)
+    );
+    assert_eq!(
+        pol.in_zone("factory", "192.168.0.1".parse().unwrap()),
+        Some(false)
+    );
     assert_eq!(pol.in_zone("nowhere", "10.1.0.1".parse().unwrap()), None);
 }
 

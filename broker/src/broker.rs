@@ -32,8 +32,12 @@ use crate::state::{Command, Effects, NodeId, Response, State, StateLimits};
 /// v5 reason code sent to a connection whose session was taken over.
 pub(crate) const SESSION_TAKEN_OVER: u8 = 0x8E;
 
-/// v5 reason code sent to a banned client.
+/// v5 CONNACK reason code for a banned client.
 pub(crate) const BANNED: u8 = 0x8A;
+
+/// v5 DISCONNECT reason for a connected client a new ban matches (0x8A
+/// "Banned" exists only in CONNACK).
+pub(crate) const ADMINISTRATIVE_ACTION: u8 = 0x98;
 
 /// v5 reason code sent to clients of a node that lost contact with the quorum.
 pub(crate) const USE_ANOTHER_SERVER: u8 = 0x9C;
@@ -286,7 +290,7 @@ impl EffectSink for NodeEffects {
                     crate::state::BanKey::Network(n) => n.contains(&a.source.to_canonical()),
                 };
                 if hit {
-                    c.control.kick(BANNED);
+                    c.control.kick(ADMINISTRATIVE_ACTION);
                 }
             }
         }

@@ -84,7 +84,6 @@ fn reason_text(code: u8) -> &'static str {
         0x83 => "too many properties",
         reason::SERVER_SHUTTING_DOWN => "server shutting down",
         reason::NOT_AUTHORIZED => "not authorized",
-        0x8A => "banned",
         0x96 => "message rate too high",
         0x98 => "disconnected by an administrator",
         reason::KEEP_ALIVE_TIMEOUT => "keep alive timeout",

@@ -25,6 +25,8 @@ mod limits;
 mod malformed;
 #[path = "mqtt/metrics.rs"]
 mod metrics;
+#[path = "mqtt/operations.rs"]
+mod operations;
 #[path = "mqtt/policy_cli.rs"]
 mod policy_cli;
 #[path = "mqtt/pubsub.rs"]

@@ -11,12 +11,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::{Admin, error};
+use crate::broker::ADMINISTRATIVE_ACTION;
 use crate::message::{ClientId, now_ms};
 use crate::state::{BanKey, Command, Response as StateResponse};
 use crate::topic::{TopicLimits, TopicName};
 
-/// v5 reason code for a client disconnected by an operator.
-const ADMINISTRATIVE_ACTION: u8 = 0x98;
 /// Largest page.
 const MAX_LIMIT: usize = 1000;
 /// Longest ban.

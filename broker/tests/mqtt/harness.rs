@@ -8,6 +8,38 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// Whether an external tool (mosquitto_pub, prometheus…) is installed.
+/// Missing tools skip the test with a note, unless `STARLING_REQUIRE_TOOLS`
+/// is set (CI sets it): then a missing tool fails the test.
+pub fn tool_available(name: &str, test: &str) -> bool {
+    let found = Command::new(name)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("STARLING_REQUIRE_TOOLS").is_none(),
+            "{test}: {name} is required (STARLING_REQUIRE_TOOLS is set)"
+        );
+        eprintln!("SKIPPED {test}: {name} not installed");
+    }
+    found
+}
+
+/// How many broker log lines contain every one of `needles`.
+impl Broker {
+    pub fn count_log(&self, needles: &[&str]) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .count()
+    }
+}
+
 /// The allow-everything policy of the protocol tests.
 pub fn open_policy() -> String {
     format!("{}/tests/policies/open.toml", env!("CARGO_MANIFEST_DIR"))
@@ -110,6 +142,15 @@ impl Broker {
             }
             None => String::new(),
         };
+        // `[node]` keys of `extra` join the harness's own `[node]` table
+        // (it sets data_dir): a test may give them as its first section.
+        let (node, extra) = match extra.strip_prefix("[node]\n") {
+            Some(rest) => match rest.find("\n[") {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, ""),
+            },
+            None => ("", extra),
+        };
         // Protocol tests run under a policy that allows everything; access
         // tests bring their own `[auth]` section.
         let auth = if extra.contains("[auth]") {
@@ -118,7 +159,7 @@ impl Broker {
             format!("[auth]\npolicy_file = \"{}\"\n", open_policy())
         };
         let config = format!(
-            "{listeners_toml}\n[admin]\nlisten = \"127.0.0.1:0\"\n{token_line}\n[node]\ndata_dir = \"{}\"\n\n{auth}\n{extra}\n",
+            "{listeners_toml}\n[admin]\nlisten = \"127.0.0.1:0\"\n{token_line}\n[node]\ndata_dir = \"{}\"\n{node}\n{auth}\n{extra}\n",
             dir.path().join("data").display()
         );
         let path = dir.path().join("starling.toml");
@@ -209,6 +250,11 @@ impl Broker {
             .arg("-TERM")
             .arg(self.pid().to_string())
             .status();
+        self.child.wait().expect("wait")
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
         self.child.wait().expect("wait")
     }
 

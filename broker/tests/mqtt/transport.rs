@@ -394,14 +394,7 @@ fn bad_tls_files_are_config_errors() {
 
 #[tokio::test]
 async fn mosquitto_clients_over_mtls() {
-    if std::process::Command::new("mosquitto_pub")
-        .arg("--help")
-        .output()
-        .is_err()
-    {
-        eprintln!(
-            "SKIPPED mosquitto_clients_over_mtls: mosquitto_pub not installed (apt-get install mosquitto-clients)"
-        );
+    if !crate::harness::tool_available("mosquitto_pub", "mosquitto_clients_over_mtls") {
         return;
     }
     let pki = Pki::new();
