@@ -383,6 +383,22 @@ if [[ $rc -ne 0 && $p_fail -eq 0 ]]; then
 fi
 
 # Graceful stop: SIGTERM ends the broker with exit code 0 within 10 s.
+check="promtool check metrics accepts the live /metrics"
+admin=$(sed -n 's/.*listening for admin HTTP addr=\([0-9.:]*\).*/\1/p' "$BROKER_LOG" | head -1)
+if ! command -v promtool >/dev/null 2>&1; then
+  fail "$check" "promtool not installed (Debian package prometheus)"
+elif [[ -z "$admin" ]]; then
+  fail "$check" "no admin address in the broker log"
+elif ! python3 -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('http://$admin/metrics', timeout=5).read().decode())" >"$TMP/metrics.txt" 2>"$TMP/metrics.err"; then
+  fail "$check" "GET /metrics failed: $(cat "$TMP/metrics.err")"
+elif ! promtool check metrics <"$TMP/metrics.txt" >"$TMP/promtool.out" 2>&1; then
+  fail "$check" "$(head -5 "$TMP/promtool.out")"
+elif ! grep -q '^starling_messages_received_total{qos="1"}' "$TMP/metrics.txt"; then
+  fail "$check" "no starling_messages_received_total{qos=\"1\"} after the QoS 1 checks"
+else
+  pass "$check"
+fi
+
 check="broker exits cleanly on SIGTERM"
 if ! kill -0 "$BROKER_PID" 2>/dev/null; then
   fail "$check" "broker process $BROKER_PID had already exited"

@@ -493,6 +493,11 @@ impl Broker {
         self.router.route(&msg, false, SharedChoice::Local);
     }
 
+    /// Publishes a node-local `$SYS` message live only (not retained).
+    pub fn publish_sys_live(&self, msg: Arc<Message>) {
+        self.router.route(&msg, false, SharedChoice::Local);
+    }
+
     /// Removes offline persistent sessions whose expiry passed; runs until shutdown.
     pub async fn run_expiry(self: Arc<Broker>) {
         let mut tick = tokio::time::interval(self.config.session.expiry_check_interval);

@@ -93,6 +93,9 @@ pub struct SecurityConfig {
     pub events_per_second: u32,
     /// Events that may be written in a burst.
     pub events_burst: u32,
+    /// Also publish each written event (JSON) on
+    /// `$SYS/starling/security/{kind}`, for subscribers the policy allows.
+    pub publish_sys: bool,
 }
 
 impl Default for SecurityConfig {
@@ -100,6 +103,7 @@ impl Default for SecurityConfig {
         SecurityConfig {
             events_per_second: 20,
             events_burst: 200,
+            publish_sys: false,
         }
     }
 }

@@ -303,9 +303,15 @@ fn init_logging(args: &ServeArgs) {
         .with_filter(
             tracing_subscriber::filter::Targets::new().with_target(security, tracing::Level::INFO),
         );
+    // Copies of security events for `$SYS/starling/security/...` (used only
+    // when `[security] publish_sys` is on).
+    let sys = starling_broker::security::SysLayer.with_filter(
+        tracing_subscriber::filter::Targets::new().with_target(security, tracing::Level::INFO),
+    );
     tracing_subscriber::registry()
         .with(main)
         .with(events)
+        .with(sys)
         .init();
 }
 

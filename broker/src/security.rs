@@ -350,10 +350,74 @@ mod tests {
         let ev = SecurityEvents::new(&SecurityConfig {
             events_per_second: 0,
             events_burst: 3,
+            publish_sys: false,
         });
         let written: Vec<_> = (0..10).map(|_| ev.admit(EventKind::AclDenied)).collect();
         assert_eq!(written.iter().filter(|w| w.is_some()).count(), 3);
         let acl = ev.counts().into_iter().find(|(k, _)| *k == "acl_denied");
         assert_eq!(acl, Some(("acl_denied", 10)));
+    }
+}
+
+/// Copies of written security events, for `$SYS/starling/security/{kind}`
+/// (`[security] publish_sys = true`). Set once by the broker that wants
+/// them; the binary installs [`SysLayer`] beside its log layers.
+static SYS_SINK: std::sync::OnceLock<tokio::sync::mpsc::Sender<(String, String)>> =
+    std::sync::OnceLock::new();
+
+/// Registers the receiver of `$SYS` copies (the first broker of the process).
+pub(crate) fn sys_events() -> Option<tokio::sync::mpsc::Receiver<(String, String)>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    SYS_SINK.set(tx).ok().map(|()| rx)
+}
+
+/// A `tracing` layer that turns every written security event into a JSON
+/// object (kind, fields, message) and hands it to the broker for
+/// `$SYS/starling/security/{kind}`. Events the rate limit swallowed never
+/// reach it; a full channel drops the copy (the log line stays).
+#[derive(Debug, Default)]
+pub struct SysLayer;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SysLayer {
+    fn on_event(&self, event: &tracing::Event<'_>, _cx: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() != TARGET {
+            return;
+        }
+        let Some(tx) = SYS_SINK.get() else {
+            return;
+        };
+        let mut v = JsonVisitor::default();
+        event.record(&mut v);
+        let kind =
+            v.0.get("kind")
+                .and_then(|k| k.as_str())
+                .unwrap_or("event")
+                .to_owned();
+        let _ = tx.try_send((kind, serde_json::Value::Object(v.0).to_string()));
+    }
+}
+
+#[derive(Default)]
+struct JsonVisitor(serde_json::Map<String, serde_json::Value>);
+
+impl tracing::field::Visit for JsonVisitor {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0
+            .insert(field.name().to_owned(), format!("{value:?}").into());
     }
 }

@@ -180,6 +180,13 @@ impl Server {
                 listeners_stop.clone(),
             ));
         }
+        if broker.config.security.publish_sys
+            && let Some(rx) = crate::security::sys_events()
+        {
+            broker
+                .tasks
+                .spawn(publish_security_events(broker.clone(), rx));
+        }
         broker.tasks.spawn(broker.clone().run_expiry());
         broker.tasks.spawn(crate::sys::run(broker.clone()));
         broker.tasks.spawn(broker.clone().run_peers());
@@ -215,6 +222,42 @@ impl Server {
                 "connections still open after the grace period; exiting"
             );
         }
+    }
+}
+
+/// Publishes copies of security events on `$SYS/starling/security/{kind}`
+/// (live only: never retained or replicated; `receive` decides who sees them).
+async fn publish_security_events(
+    broker: Arc<Broker>,
+    mut rx: tokio::sync::mpsc::Receiver<(String, String)>,
+) {
+    let limits = crate::topic::TopicLimits {
+        max_len: broker.config.limits.max_topic_length,
+        max_levels: broker.config.limits.max_topic_levels,
+    };
+    loop {
+        let (kind, json) = tokio::select! {
+            _ = broker.shutdown.cancelled() => return,
+            e = rx.recv() => match e { Some(e) => e, None => return },
+        };
+        let topic = format!("$SYS/starling/security/{kind}");
+        let Ok(topic) = crate::topic::TopicName::parse(topic.into(), &limits) else {
+            continue;
+        };
+        broker.publish_sys_live(Arc::new(crate::message::Message {
+            topic,
+            payload: json.into(),
+            qos: crate::message::QoS::AtMostOnce,
+            retain: false,
+            props: Arc::new(crate::message::MessageProps {
+                payload_format_utf8: true,
+                content_type: Some("application/json".into()),
+                ..Default::default()
+            }),
+            expires_at_ms: None,
+            publisher: None,
+            received_at: None,
+        }));
     }
 }
 

@@ -702,3 +702,64 @@ async fn a_real_prometheus_scrapes_the_broker() {
     let v = query("up%7Bjob%3D%22starling%22%7D").unwrap();
     assert_eq!(v["data"]["result"][0]["value"][1], "1");
 }
+
+#[tokio::test]
+async fn security_events_on_sys_reach_only_allowed_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        r#"version = 1
+[anonymous]
+enabled = true
+class = "guest"
+[[identity]]
+name = "soc"
+class = "security"
+password = "$argon2id$v=19$m=19456,t=2,p=1$K76OHiyN9VIAg7yXXVkSdw$8IYhpR1vqgk87w9zEtSbaWljhu6kbJMwpAT2Fh2ypMU"
+[[rule]]
+id = "connect"
+effect = "allow"
+action = "connect"
+who = "*"
+[[rule]]
+id = "soc-reads-security"
+effect = "allow"
+action = ["subscribe", "receive"]
+who = "soc"
+topic = "$SYS/starling/security/#"
+[[rule]]
+id = "guest-sys"
+effect = "allow"
+action = "subscribe"
+who = "anonymous"
+topic = "$SYS/#"
+"#,
+    )
+    .unwrap();
+    let b = Broker::start_with(&format!(
+        "[auth]\npolicy_file = \"{}\"\n[security]\npublish_sys = true\n",
+        policy.display()
+    ));
+    let mut o = v5_opts(&b, "soc-1");
+    o.set_credentials("soc", "0ther");
+    let (mut soc, _) = v5_with(o).await;
+    soc.subscribe("$SYS/starling/security/#", QoS5::AtMostOnce)
+        .await;
+    // A guest may subscribe to $SYS/# but not receive security events.
+    let mut guest = v5(&b, "guest-1").await;
+    guest.subscribe("$SYS/starling/#", QoS5::AtMostOnce).await;
+    // A denied publish makes an acl_denied event.
+    guest
+        .client
+        .publish("secret/x", QoS5::AtLeastOnce, false, "x")
+        .await
+        .unwrap();
+    let p = soc.publish().await;
+    assert_eq!(p.topic, "$SYS/starling/security/acl_denied");
+    let v = json(std::str::from_utf8(&p.payload).unwrap());
+    assert_eq!(v["client_id"], "guest-1");
+    assert_eq!(v["topic"], "secret/x");
+    assert_eq!(v["rule"], "default-deny");
+    guest.no_publish().await;
+}
