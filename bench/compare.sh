@@ -2,7 +2,8 @@
 # Starling vs Mosquitto, same scenarios, same settings, alternating runs.
 #
 #   bench/compare.sh [--quick] [--repeat N] [--duration S] [--out DIR]
-#                    [--only REGEX] [--starling-only]
+#                    [--only REGEX] [--starling-only] [--peer mosquitto|starling-off]
+#                    [--debug]
 #
 # Builds Starling and starling-bench (release), installs Mosquitto if missing,
 # starts each broker on a free loopback port pinned to CPU 0 (taskset), runs the
@@ -23,6 +24,8 @@ DURATION=5
 OUT=""
 ONLY=""
 STARLING_ONLY=0
+PEER=mosquitto
+PROFILE=release
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -31,6 +34,8 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift ;;
     --only) ONLY=$2; shift ;;
     --starling-only) STARLING_ONLY=1 ;;
+    --peer) PEER=$2; shift ;;
+    --debug) PROFILE=debug ;;
     -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 64 ;;
   esac
@@ -65,10 +70,17 @@ if [ -z "$MOSQUITTO" ] && [ "$STARLING_ONLY" = 0 ]; then
   MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 fi
 
-echo "building release binaries" >&2
-(cd "$ROOT" && cargo build --release -q -p starling-broker -p starling-bench)
-STARLING="$ROOT/target/release/starling"
-BENCH="$ROOT/target/release/starling-bench"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+if [ "$PROFILE" = debug ]; then
+  # CI smoke: the debug build CI already has; numbers mean nothing.
+  echo "building debug binaries" >&2
+  (cd "$ROOT" && cargo build -q -p starling-broker -p starling-bench)
+else
+  echo "building release binaries" >&2
+  (cd "$ROOT" && cargo build --release -q -p starling-broker -p starling-bench)
+fi
+STARLING="$TARGET_DIR/$PROFILE/starling"
+BENCH="$TARGET_DIR/$PROFILE/starling-bench"
 
 # Pin broker and tool to different cores when there are two.
 if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
@@ -99,6 +111,13 @@ EOF
 start_broker() { # kind port
   local kind=$1 port=$2
   case "$kind" in
+    starling-off)
+      # The same broker with security telemetry off: its cost (docs/perf.md).
+      rm -rf "$WORK/data"
+      { cat "$WORK/starling.toml"; printf '\n[telemetry]\nenabled = false\n'; } >"$WORK/starling-off.toml"
+      "${PIN_BROKER[@]}" "$STARLING" serve --config "$WORK/starling-off.toml" --policy "$ROOT/docs/examples/dev-policy.toml" --listen "127.0.0.1:$port" \
+        --admin-listen 127.0.0.1:0 --data-dir "$WORK/data" --log warn >>"$OUT/starling-off-broker.log" 2>&1 &
+      ;;
     starling)
       rm -rf "$WORK/data"
       "${PIN_BROKER[@]}" "$STARLING" serve --config "$WORK/starling.toml" --policy "$ROOT/docs/examples/dev-policy.toml" --listen "127.0.0.1:$port" \
@@ -164,7 +183,7 @@ SCENARIOS+=(
   "persistent-q1|persistent $PERSIST"
 )
 
-BROKERS=(starling mosquitto)
+BROKERS=(starling "$PEER")
 [ "$STARLING_ONLY" = 1 ] && BROKERS=(starling)
 FAIL=0
 for entry in "${SCENARIOS[@]}"; do
@@ -176,7 +195,7 @@ for entry in "${SCENARIOS[@]}"; do
   for rep in $(seq "$REPEAT"); do
     order=("${BROKERS[@]}")
     if [ $((rep % 2)) = 0 ] && [ ${#BROKERS[@]} = 2 ]; then
-      order=(mosquitto starling)
+      order=("$PEER" starling)
     fi
     for kind in "${order[@]}"; do
       port=$(free_port)
@@ -202,7 +221,7 @@ for entry in "${SCENARIOS[@]}"; do
 done
 
 set +e
-python3 "$ROOT/bench/summarize.py" "$OUT" "$QUICK" >"$OUT/results.md"
+python3 "$ROOT/bench/summarize.py" "$OUT" "$QUICK" "$PEER" >"$OUT/results.md"
 rc=$?
 set -e
 cat "$OUT/results.md"

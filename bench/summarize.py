@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summarize a compare.sh output directory: medians, ratios, targets.
 
-usage: bench/summarize.py OUT_DIR [1 for --quick]
+usage: bench/summarize.py OUT_DIR [1 for --quick] [PEER (default mosquitto)]
 
 "per CPU-s" divides each run's delivered rate by the broker's CPU use during
 the run (deliveries per broker CPU-second): it stays meaningful when other
@@ -10,6 +10,8 @@ processes steal the broker's core, which the raw rate does not.
 import glob, json, os, statistics, sys
 out = sys.argv[1]
 quick = len(sys.argv) > 2 and sys.argv[2] == "1"
+peer = sys.argv[3] if len(sys.argv) > 3 else "mosquitto"
+P = {"mosquitto": "Mosquitto", "starling-off": "Starling, telemetry off"}.get(peer, peer)
 runs = {}
 for f in sorted(glob.glob(os.path.join(out, "*.json"))):
     name, kind, rep = os.path.basename(f)[:-5].rsplit(".", 2)
@@ -36,12 +38,12 @@ def f0(x, unit=""):
 def mb(kb):
     return "-" if kb is None else f"{kb/1024:.1f}"
 
-print("| scenario | Starling msg/s | Mosquitto msg/s | ratio | per CPU-s S / M | CPU-s ratio | Starling lost/dup | Mosquitto lost/dup | p99 µs S / M | broker CPU % S / M | peak RSS MiB S / M | tool CPU % max | valid |")
+print(f"| scenario | Starling msg/s | {P} msg/s | ratio | per CPU-s S / P | CPU-s ratio | Starling lost/dup | {P} lost/dup | p99 µs S / P | broker CPU % S / P | peak RSS MiB S / P | tool CPU % max | valid |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 summary = {}
 failed = []
 for name in runs:
-    s, m = runs[name].get("starling", []), runs[name].get("mosquitto", [])
+    s, m = runs[name].get("starling", []), runs[name].get(peer, [])
     rs, rm = med([rate(r) for r in s]), med([rate(r) for r in m])
     ratio = rs / rm if rs and rm else None
     es, em = med([eff(r) for r in s]), med([eff(r) for r in m])
@@ -63,13 +65,13 @@ for name in runs:
     print(f"| {name} | {f0(rs, unit)} | {f0(rm, unit)} | {'-' if ratio is None else f'{ratio:.2f}'} | {f0(es)} / {f0(em)} | {'-' if eratio is None else f'{eratio:.2f}'} | {ld(s)} | {ld(m)} "
           f"| {f0(p99(s))} / {f0(p99(m))} | {f0(cpu(s))} / {f0(cpu(m))} | {mb(hwm(s))} / {mb(hwm(m))} | {tool:.0f} | {'yes' if valid else 'NO'} |")
     summary[name] = dict(s=s, m=m, rs=rs, rm=rm, ratio=ratio, eratio=eratio, p99s=p99(s), p99m=p99(m), hwm=hwm(s))
-    for kind, rr in (("starling", s), ("mosquitto", m)):
+    for kind, rr in (("starling", s), (peer, m)):
         if any(rate(x) <= 0 for x in rr):
             failed.append(f"{name} {kind}: zero rate")
 for c in glob.glob(os.path.join(out, "*.crash")):
     failed.append(os.path.basename(c) + ": broker crashed")
 
-if not quick:
+if not quick and peer == "mosquitto":
     print()
     print("| target | measured | met |")
     print("|---|---|---|")

@@ -636,7 +636,11 @@ impl Connection {
             return Ok(());
         };
         let telemetry = &self.broker.telemetry;
-        let (action, wait) = t.on_publish(std::time::Instant::now(), &telemetry.cfg);
+        // The read loop's clock reading: no extra clock call per publish.
+        let (action, wait) = t.on_publish(self.read_at, &telemetry.cfg);
+        if action == RateAction::None && wait.is_zero() {
+            return Ok(());
+        }
         let events = &self.broker.access.events;
         let who = self.auth.who();
         let class = &*self.auth.principal.class;
