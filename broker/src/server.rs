@@ -303,7 +303,9 @@ async fn accept_loop(
                 // the connection's own task, never in this loop.
                 broker.tasks.clone().spawn(async move {
                     let established = tokio::select! {
-                        e = transport.establish(stream, addr) => e,
+                        // Boxed: handshakes (PROXY, TLS, WebSocket) hold large
+                        // state only while they run, not for the connection's life.
+                        e = Box::pin(transport.establish(stream, addr)) => e,
                         _ = broker.shutdown.cancelled() => return,
                     };
                     let Some(conn) = established else { return };

@@ -19,7 +19,7 @@ use crate::broker::{BANNED, Broker, ClientHandle, Control, SESSION_TAKEN_OVER};
 use crate::message::{ClientId, Message, MessageProps, now_ms};
 use crate::metrics::ConnectRefusal;
 use crate::registry::ClientInfo;
-use crate::router::{Delivery, LiveSub};
+use crate::router::{Delivery, DeliverySender, LiveSub};
 use crate::state::{Command, Response};
 use crate::topic::{TopicLimits, TopicName};
 
@@ -98,7 +98,7 @@ pub(super) async fn accept<T: Transport>(
     broker: &Arc<Broker>,
     peer: &Peer,
     writer: &mut Writer<T>,
-) -> Option<(mpsc::Receiver<Delivery>, Connection)> {
+) -> Option<(Option<mpsc::Receiver<Delivery>>, Connection)> {
     let cfg = &broker.config;
     let protocol = c.protocol;
     let v5 = protocol == Protocol::V5;
@@ -404,8 +404,10 @@ pub(super) async fn accept<T: Transport>(
     }
 
     let limits = &cfg.limits;
+    // The live-delivery channel is created with the first subscription: a
+    // publish-only device (most of a fleet) never pays for its buffer.
     let capacity = limits.max_queued_messages.max(16);
-    let (tx, rx) = mpsc::channel(capacity);
+    let mut channel: Option<(DeliverySender, mpsc::Receiver<Delivery>)> = None;
     let client_receive_max = c.properties.receive_maximum.unwrap_or(u16::MAX);
     let window = client_receive_max.min(limits.max_inflight);
     let client_alias_max = if v5 {
@@ -448,7 +450,10 @@ pub(super) async fn accept<T: Transport>(
                             conn: conn_id,
                             opts: opts.clone(),
                             persistent: sub.share_group.is_none(),
-                            tx: tx.clone(),
+                            tx: channel
+                                .get_or_insert_with(|| mpsc::channel(capacity))
+                                .0
+                                .clone(),
                         },
                     );
                     subscriptions.insert(sub.clone(), opts.clone());
@@ -529,7 +534,8 @@ pub(super) async fn accept<T: Transport>(
         receive_maximum: limits.receive_maximum,
         subscriptions,
         out,
-        tx,
+        tx: channel.as_ref().map(|c| c.0.clone()),
+        new_rx: None,
         topic_limits,
         pending_acks: Vec::new(),
         policy_seen,
@@ -541,7 +547,7 @@ pub(super) async fn accept<T: Transport>(
         counted,
     };
     conn.sync_subscriptions();
-    Some((rx, conn))
+    Some((channel.map(|c| c.1), conn))
 }
 
 /// Reports and removes stored subscriptions this connection may not have.

@@ -84,7 +84,12 @@ pub(super) struct Connection {
     pub receive_maximum: u16,
     pub subscriptions: HashMap<Subscription, SubOptions>,
     pub out: Outbound,
-    pub tx: DeliverySender,
+    /// Live deliveries to this connection (created with the first
+    /// subscription: a publish-only client never allocates its buffer).
+    pub tx: Option<DeliverySender>,
+    /// The receiving end of a channel created while handling a packet; the
+    /// connection loop picks it up.
+    pub new_rx: Option<mpsc::Receiver<Delivery>>,
     pub topic_limits: TopicLimits,
     pub pending_acks: Vec<u64>,
     /// Who this client is, for every policy decision.
@@ -156,7 +161,9 @@ pub(crate) async fn serve<T: Transport>(stream: T, peer: Peer, broker: Arc<Broke
             return;
         }
     };
-    let (rx, conn) = match connect::accept(*connect, &broker, &peer, &mut writer).await {
+    // Boxed: the CONNECT exchange (authentication, session claim, takeover)
+    // is large and happens once; it must not size every idle connection.
+    let (rx, conn) = match Box::pin(connect::accept(*connect, &broker, &peer, &mut writer)).await {
         Some(v) => v,
         None => return,
     };
@@ -172,110 +179,127 @@ pub(crate) async fn serve<T: Transport>(stream: T, peer: Peer, broker: Arc<Broke
         peer = %peer.addr,
         listener = %peer.listener
     );
-    conn.run(reader, writer, rx).instrument(span).await;
+    // Boxed: `conn` stays behind in this future's state otherwise.
+    Box::pin(conn.run(reader, writer, rx).instrument(span)).await;
 }
 
 impl Connection {
-    async fn run<T: Transport>(
-        mut self,
-        mut reader: Reader<T>,
-        mut writer: Writer<T>,
-        mut rx: mpsc::Receiver<Delivery>,
-    ) {
-        tracing::debug!(persistent = self.persistent, "connected");
-        let control = self.control.clone();
-        let shutdown = self.broker.shutdown.clone();
-        let mut policy_rx = self.policy_seen.clone();
-        let mut out_buf: Vec<Outgoing> = Vec::new();
-        let mut last_seen = Instant::now();
-        self.pull_queue(&mut out_buf).await;
-        let exit = loop {
-            // A client that stops reading must not pin this task (and with
-            // it takeover, keep alive and shutdown) forever.
-            match tokio::time::timeout(WRITE_TIMEOUT, self.flush(&mut writer, &mut out_buf)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(exit)) => break exit,
-                Err(_) => {
-                    tracing::debug!("write stalled: slow consumer disconnected");
-                    // What is still queued for it is lost with it (what the
-                    // stalled write held is not known any more).
-                    let stats = &self.broker.stats;
-                    let lost = self.out.pending_len() + rx.len();
-                    stats
-                        .dropped_slow_consumer
-                        .fetch_add(lost as u64, std::sync::atomic::Ordering::Relaxed);
-                    stats
-                        .slow_consumer_disconnects
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    break Exit::Lost;
+    /// Serves the connection until it ends. A plain `fn` returning an
+    /// `async move` block: an `async fn` would keep both the arguments and
+    /// their moved copies in the task, about a kilobyte per idle connection.
+    fn run<T: Transport>(
+        self,
+        reader: Reader<T>,
+        writer: Writer<T>,
+        rx: Option<mpsc::Receiver<Delivery>>,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        let (mut this, mut reader, mut writer, mut rx) = (self, reader, writer, rx);
+        async move {
+            tracing::debug!(persistent = this.persistent, "connected");
+            let control = this.control.clone();
+            let shutdown = this.broker.shutdown.clone();
+            let mut policy_rx = this.policy_seen.clone();
+            let mut out_buf: Vec<Outgoing> = Vec::new();
+            let mut last_seen = Instant::now();
+            this.pull_queue(&mut out_buf).await;
+            let exit = loop {
+                // A client that stops reading must not pin this task (and with
+                // it takeover, keep alive and shutdown) forever.
+                let flush =
+                    tokio::time::timeout(WRITE_TIMEOUT, this.flush(&mut writer, &mut out_buf));
+                match Box::pin(flush).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(exit)) => break exit,
+                    Err(_) => {
+                        tracing::debug!("write stalled: slow consumer disconnected");
+                        // What is still queued for it is lost with it (what the
+                        // stalled write held is not known any more).
+                        let stats = &this.broker.stats;
+                        let lost = this.out.pending_len() + rx.as_ref().map_or(0, |r| r.len());
+                        stats
+                            .dropped_slow_consumer
+                            .fetch_add(lost as u64, std::sync::atomic::Ordering::Relaxed);
+                        stats
+                            .slow_consumer_disconnects
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        break Exit::Lost;
+                    }
                 }
-            }
-            let deadline = last_seen + self.keep_alive.mul_f32(1.5);
-            tokio::select! {
-                biased;
-                code = control.kicked() => break Exit::Kicked(code),
-                _ = shutdown.cancelled() => break Exit::Kicked(reason::SERVER_SHUTTING_DOWN),
-                frame = reader.next() => {
-                    last_seen = Instant::now();
-                    self.read_at = last_seen.into_std();
-                    // Handle what the client pipelined before writing the
-                    // answers: one flush then carries many PUBACKs.
-                    let mut next = Some(frame);
-                    let mut handled = 0;
-                    let mut exit = None;
-                    while let Some(frame) = next.take() {
-                        match frame {
-                            None | Some(Err(DecodeError::Io(_))) => exit = Some(Exit::Lost),
-                            Some(Err(e)) => {
-                                tracing::debug!(error = %e, "malformed packet");
-                                exit = Some(Exit::Violation(e.reason_code()));
-                            }
-                            Some(Ok(packet)) => {
-                                if let Err(e) = self.handle(packet, &mut out_buf).await {
-                                    exit = Some(e);
+                let deadline = last_seen + this.keep_alive.mul_f32(1.5);
+                tokio::select! {
+                    biased;
+                    code = control.kicked() => break Exit::Kicked(code),
+                    _ = shutdown.cancelled() => break Exit::Kicked(reason::SERVER_SHUTTING_DOWN),
+                    frame = reader.next() => {
+                        last_seen = Instant::now();
+                        this.read_at = last_seen.into_std();
+                        // Handle what the client pipelined before writing the
+                        // answers: one flush then carries many PUBACKs.
+                        let mut next = Some(frame);
+                        let mut handled = 0;
+                        let mut exit = None;
+                        while let Some(frame) = next.take() {
+                            match frame {
+                                None | Some(Err(DecodeError::Io(_))) => exit = Some(Exit::Lost),
+                                Some(Err(e)) => {
+                                    tracing::debug!(error = %e, "malformed packet");
+                                    exit = Some(Exit::Violation(e.reason_code()));
+                                }
+                                Some(Ok(packet)) => {
+                                    // Boxed: handling a packet (publish, commits, acks)
+                                    // needs kilobytes of state only while it runs; an
+                                    // idle connection must not carry it.
+                                    if let Err(e) = Box::pin(this.handle(packet, &mut out_buf)).await {
+                                        exit = Some(e);
+                                    }
                                 }
                             }
+                            handled += 1;
+                            if exit.is_some() || handled >= DRAIN_BATCH {
+                                break;
+                            }
+                            next = reader.next().now_or_never();
                         }
-                        handled += 1;
-                        if exit.is_some() || handled >= DRAIN_BATCH {
-                            break;
-                        }
-                        next = reader.next().now_or_never();
-                    }
-                    if let Some(exit) = exit {
-                        break exit;
-                    }
-                }
-                Some(d) = rx.recv(), if self.out.has_room() => {
-                    let now = now_ms();
-                    self.deliver(d, now, &mut out_buf);
-                    for _ in 0..DRAIN_BATCH {
-                        if !self.out.has_room() {
-                            break;
-                        }
-                        match rx.try_recv() {
-                            Ok(d) => self.deliver(d, now, &mut out_buf),
-                            Err(_) => break,
+                        if let Some(exit) = exit {
+                            break exit;
                         }
                     }
-                }
-                Ok(()) = policy_rx.changed() => {
-                    if let Err(exit) = self.on_policy_change() {
-                        break exit;
+                    Some(d) = recv(&mut rx), if this.out.has_room() => {
+                        let now = now_ms();
+                        this.deliver(d, now, &mut out_buf);
+                        for _ in 0..DRAIN_BATCH {
+                            if !this.out.has_room() {
+                                break;
+                            }
+                            match rx.as_mut().map(|r| r.try_recv()) {
+                                Some(Ok(d)) => this.deliver(d, now, &mut out_buf),
+                                _ => break,
+                            }
+                        }
+                    }
+                    Ok(()) = policy_rx.changed() => {
+                        if let Err(exit) = this.on_policy_change() {
+                            break exit;
+                        }
+                    }
+                    _ = control.wake.notified() => this.pull_queue(&mut out_buf).await,
+                    _ = tokio::time::sleep_until(deadline), if !this.keep_alive.is_zero() => {
+                        tracing::debug!("keep alive timeout");
+                        break Exit::Violation(reason::KEEP_ALIVE_TIMEOUT);
                     }
                 }
-                _ = control.wake.notified() => self.pull_queue(&mut out_buf).await,
-                _ = tokio::time::sleep_until(deadline), if !self.keep_alive.is_zero() => {
-                    tracing::debug!("keep alive timeout");
-                    break Exit::Violation(reason::KEEP_ALIVE_TIMEOUT);
+                this.submit_acks().await;
+                this.fold_drops();
+                this.control.set_depths(
+                    this.out.inflight_len(),
+                    this.out.pending_len() + rx.as_ref().map_or(0, |r| r.len()),
+                );
+                if let Some(r) = this.new_rx.take() {
+                    rx = Some(r);
                 }
-            }
-            self.submit_acks().await;
-            self.fold_drops();
-            self.control
-                .set_depths(self.out.inflight_len(), self.out.pending_len() + rx.len());
-        };
-        self.finish(exit, &mut writer, out_buf).await;
+            };
+            Box::pin(this.finish(exit, &mut writer, out_buf)).await;
+        }
     }
 
     /// Writes buffered packets and flushes once. A PUBLISH too large for the
@@ -408,8 +432,9 @@ impl Connection {
                 );
                 Ok(())
             }
-            Packet::Subscribe(s) => self.on_subscribe(s, out).await,
-            Packet::Unsubscribe(u) => self.on_unsubscribe(u, out).await,
+            // Boxed (rare, with commits inside): keeps the idle task small.
+            Packet::Subscribe(s) => Box::pin(self.on_subscribe(s, out)).await,
+            Packet::Unsubscribe(u) => Box::pin(self.on_unsubscribe(u, out)).await,
             Packet::PingReq => {
                 out.push(Packet::PingResp.into());
                 Ok(())
@@ -442,7 +467,7 @@ impl Connection {
     /// means the session was taken over (close with 0x8E); a commit failure
     /// means this node cannot make it durable (close with 0x9C, no will).
     async fn submit_owned(&self, cmd: Command) -> Result<(), Exit> {
-        match self.broker.submit(cmd).await {
+        match Box::pin(self.broker.submit(cmd)).await {
             Ok(Response::Fenced) => Err(Exit::Kicked(SESSION_TAKEN_OVER)),
             Ok(_) => Ok(()),
             Err(e) => {
@@ -511,7 +536,7 @@ impl Connection {
             epoch: self.epoch,
             seqs: std::mem::take(&mut self.pending_acks),
         };
-        if let Err(e) = self.broker.submit(cmd).await {
+        if let Err(e) = Box::pin(self.broker.submit(cmd)).await {
             tracing::warn!(error = %e, "could not record acknowledgements");
         }
     }
@@ -584,7 +609,9 @@ impl Connection {
             publisher: Some(self.client_id.clone()),
             received_at: Some(self.read_at),
         });
-        let code = match self.broker.publish(msg).await {
+        // Boxed: a publish may wait for a read barrier and a commit; that
+        // state exists only while a publish is in progress.
+        let code = match Box::pin(self.broker.publish(msg)).await {
             Ok(()) => reason::SUCCESS,
             Err(PublishError::RetainQuota) => {
                 if !v5 && qos != QoS::AtMostOnce {
@@ -617,6 +644,18 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// The live-delivery sender, creating the channel on first use.
+    fn delivery_tx(&mut self) -> DeliverySender {
+        if let Some(tx) = &self.tx {
+            return tx.clone();
+        }
+        let capacity = self.broker.config.limits.max_queued_messages.max(16);
+        let (tx, rx) = mpsc::channel(capacity);
+        self.tx = Some(tx.clone());
+        self.new_rx = Some(rx);
+        tx
     }
 
     /// Publishes the subscription list to the admin API's view.
@@ -665,7 +704,7 @@ impl Connection {
                         now_ms().saturating_add(telemetry.cfg.ban_duration.as_millis() as u64);
                     let key = crate::state::BanKey::ClientId(self.client_id.as_str().to_owned());
                     events.response(&who, "ban", "publish rate");
-                    if let Err(e) = self.broker.ban(key, until, "publish_rate").await {
+                    if let Err(e) = Box::pin(self.broker.ban(key, until, "publish_rate")).await {
                         tracing::warn!(error = %e, "could not record a ban");
                     }
                 }
@@ -815,6 +854,7 @@ impl Connection {
                 retain_as_published: f.retain_as_published,
                 subscription_id: sub_id,
             };
+            let tx = self.delivery_tx();
             self.broker.router.subscribe(
                 &sub,
                 LiveSub {
@@ -823,7 +863,7 @@ impl Connection {
                     opts: opts.clone(),
                     // Shared subscriptions are always delivered live.
                     persistent: self.persistent && sub.share_group.is_none(),
-                    tx: self.tx.clone(),
+                    tx,
                 },
             );
             let send_retained = match f.retain_handling {
@@ -1078,6 +1118,14 @@ async fn retry_submit(broker: Arc<Broker>, cmd: Command) {
         }
     }
     tracing::warn!("gave up recording a disconnect");
+}
+
+/// The next live delivery; never resolves while there is no channel.
+async fn recv(rx: &mut Option<mpsc::Receiver<Delivery>>) -> Option<Delivery> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Publishes a will, if the policy in force still allows it.
