@@ -223,6 +223,10 @@ done
 set +e
 python3 "$ROOT/bench/summarize.py" "$OUT" "$QUICK" "$PEER" >"$OUT/results.md"
 rc=$?
+if [ "$QUICK" != 1 ]; then
+  # Plots are an extra: a missing matplotlib or a failed plot never fails the comparison.
+  python3 "$ROOT/bench/plot.py" "$OUT" || echo "plotting failed; results are unaffected" >&2
+fi
 set -e
 cat "$OUT/results.md"
 echo "results in $OUT" >&2

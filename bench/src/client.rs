@@ -139,8 +139,9 @@ pub struct PubStats {
 /// delivered, so a broker's queues never overflow and the run measures the
 /// sustainable delivered rate instead of a flood.
 pub struct Flow {
-    /// Messages published by all publishers.
-    pub sent: AtomicU64,
+    /// Messages published by all publishers: the same counter as
+    /// [`PubJob::sent_total`], so flow control adds nothing to the hot path.
+    pub sent: Arc<AtomicU64>,
     /// Deliveries received by all subscribers.
     pub received: Arc<AtomicU64>,
     /// Deliveries per published message.
@@ -183,6 +184,10 @@ pub struct PubJob {
     pub base: Instant,
     /// End-to-end flow control (unpaced publishers only).
     pub flow: Option<Arc<Flow>>,
+    /// Messages published by all publishers of the run, added once per batch
+    /// so that flow control and the timeline sampler can read progress
+    /// without a per-message atomic.
+    pub sent_total: Arc<AtomicU64>,
 }
 
 fn ns_since(base: Instant, t: Instant) -> u64 {
@@ -250,9 +255,7 @@ pub async fn publish_unpaced(mut c: Conn, job: PubJob) -> Result<PubStats> {
             );
             st.sent += 1;
         }
-        if let Some(f) = &job.flow {
-            f.sent.fetch_add(st.sent - first, Ordering::Relaxed);
-        }
+        job.sent_total.fetch_add(st.sent - first, Ordering::Relaxed);
         c.flush().await?;
         if job.qos > 0 {
             loop {
@@ -334,6 +337,8 @@ pub fn publish_paced(
     let mut wbuf = BytesMut::with_capacity(BATCH_BYTES);
     let mut pid: u16 = 0;
     let mut next = job.start;
+    // Messages already added to `job.sent_total`.
+    let mut reported = 0;
     'outer: loop {
         let now = Instant::now();
         if next > now {
@@ -364,7 +369,12 @@ pub fn publish_paced(
         }
         w.write_all(&wbuf)?;
         wbuf.clear();
+        job.sent_total
+            .fetch_add(st.sent - reported, Ordering::Relaxed);
+        reported = st.sent;
     }
+    job.sent_total
+        .fetch_add(st.sent - reported, Ordering::Relaxed);
     let until = Instant::now() + Duration::from_secs(10);
     while job.qos > 0 && acked.load(Ordering::Relaxed) < st.sent && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(1));

@@ -2,6 +2,7 @@
 //! while the broker's resident memory is read.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -9,9 +10,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::client;
-use crate::report::{ConnStats, Latency, RunResult};
+use crate::report::{self, ConnStats, Latency, RunResult};
 use crate::scenario::{broker_stats, is_valid, mqtt_name, opts, run_id};
-use crate::track::{self, CpuMark};
+use crate::track::{self, CpuMark, Timeline};
 use crate::{Args, allowed_cpus};
 
 /// Give up on one handshake after this long.
@@ -30,6 +31,8 @@ pub async fn run(a: &Args) -> Result<RunResult> {
     let interval = (a.connect_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / a.connect_rate));
     let cpu_start = CpuMark::now(pid.as_deref());
     let start = Instant::now();
+    let established = Arc::new(AtomicU64::new(0));
+    let timeline = Timeline::start([established.clone()], start);
     let mut set = JoinSet::new();
     for i in 0..a.connections {
         let intended = match interval {
@@ -48,9 +51,15 @@ pub async fn run(a: &Args) -> Result<RunResult> {
             .cloned()
             .unwrap_or_default();
         let o = opts(a, format!("sb{run}-c{i}"), true, 0);
+        let established = established.clone();
         set.spawn(async move {
             let r = tokio::time::timeout(CONNECT_TIMEOUT, client::connect(&addr, &o)).await;
             drop(permit);
+            // Counted here, not where the results are joined, so the timeline
+            // shows when CONNACKs arrived rather than when they were collected.
+            if matches!(r, Ok(Ok(_))) {
+                established.fetch_add(1, Ordering::Relaxed);
+            }
             (r, t0, Instant::now())
         });
     }
@@ -84,6 +93,7 @@ pub async fn run(a: &Args) -> Result<RunResult> {
         }
     }
     let cpu_end = CpuMark::now(pid.as_deref());
+    let [connect_timeline] = timeline.finish().await;
     let storm_s = last_done.duration_since(start).as_secs_f64();
     tokio::time::sleep(Duration::from_secs_f64(a.hold)).await;
     let rss_after = rss();
@@ -130,6 +140,10 @@ pub async fn run(a: &Args) -> Result<RunResult> {
         sent_rate: 0.0,
         delivered_rate: 0.0,
         latency: Latency::default(),
+        latency_cdf: Vec::new(),
+        timeline_interval_ms: track::TICK.as_millis() as u64,
+        timeline: Vec::new(),
+        sent_timeline: Vec::new(),
         reconnects: 0,
         sessions_lost: 0,
         conn: Some(ConnStats {
@@ -147,6 +161,8 @@ pub async fn run(a: &Args) -> Result<RunResult> {
             bytes_per_conn,
             connect_latency: Latency::from_hist(&hist),
             still_open,
+            connect_timeline,
+            connect_latency_cdf: report::latency_cdf(&hist),
         }),
         tool_cpu_pct,
         tool_cpus: cpus,

@@ -5,6 +5,26 @@ use serde::Serialize;
 
 use crate::Scenario;
 
+/// Percentiles of [`latency_cdf`]: the body in steps of 5 for the curve's
+/// shape, then ever closer to 100 because the tail is what tells brokers apart.
+const CDF_PERCENTILES: [f64; 35] = [
+    0.0, 1.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0, 50.0, 55.0, 60.0, 65.0, 70.0,
+    75.0, 80.0, 85.0, 90.0, 92.5, 95.0, 96.0, 97.0, 98.0, 99.0, 99.5, 99.7, 99.9, 99.95, 99.99,
+    99.995, 99.999, 99.9999, 100.0,
+];
+
+/// `[percentile, microseconds]` points of a histogram's CDF for plotting;
+/// empty when the histogram is, so a plot can tell "no data" from "0 µs".
+pub fn latency_cdf(h: &Histogram<u64>) -> Vec<(f64, u64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    CDF_PERCENTILES
+        .iter()
+        .map(|&p| (p, h.value_at_quantile(p / 100.0)))
+        .collect()
+}
+
 /// Latency percentiles in microseconds.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Latency {
@@ -73,6 +93,11 @@ pub struct ConnStats {
     pub connect_latency: Latency,
     /// Connections still open at the end of the hold.
     pub still_open: u64,
+    /// CONNACKs received per [`crate::track::TICK`] from the first attempt to
+    /// the last handshake's end.
+    pub connect_timeline: Vec<u64>,
+    /// `[percentile, µs]` points of the CONNECT→CONNACK latency.
+    pub connect_latency_cdf: Vec<(f64, u64)>,
 }
 
 /// One run.
@@ -118,6 +143,17 @@ pub struct RunResult {
     pub delivered_rate: f64,
     /// End-to-end latency.
     pub latency: Latency,
+    /// `[percentile, µs]` points of the end-to-end latency (empty for `conn`).
+    pub latency_cdf: Vec<(f64, u64)>,
+    /// Width of one `timeline` / `sent_timeline` / `connect_timeline`
+    /// interval; the last element of a series may cover less (the run ended).
+    pub timeline_interval_ms: u64,
+    /// PUBLISH packets subscribers received per interval, from the start of
+    /// publishing until the drain ends (redeliveries included: counting only
+    /// distinct messages would cost the receive path a lookup).
+    pub timeline: Vec<u64>,
+    /// Messages published per interval, same intervals as `timeline`.
+    pub sent_timeline: Vec<u64>,
     /// Persistent sessions: reconnects and reconnects without a session.
     pub reconnects: u64,
     /// Reconnects where CONNACK said "no session present".
@@ -235,4 +271,26 @@ pub fn print(r: &RunResult) {
         kb_mb(r.broker.hwm_kb),
         if r.valid { "yes" } else { "no" }
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cdf_spans_min_to_max_and_never_falls() -> anyhow::Result<()> {
+        let mut h = crate::track::histogram()?;
+        assert!(latency_cdf(&h).is_empty());
+        for us in 1..=10_000 {
+            h.record(us)?;
+        }
+        let cdf = latency_cdf(&h);
+        assert_eq!(cdf.first().map(|p| p.1), Some(h.min()));
+        assert_eq!(cdf.last(), Some(&(100.0, h.max())));
+        assert!(
+            cdf.windows(2)
+                .all(|w| matches!(w, [a, b] if a.0 < b.0 && a.1 <= b.1))
+        );
+        Ok(())
+    }
 }

@@ -11,8 +11,8 @@ use tokio::task::JoinSet;
 
 use crate::client::{self, Conn, Flow, PUBS_DONE, PubJob, PubStats, RUNNING, STOP, SubEnd};
 use crate::proto::{ConnectOpts, Version};
-use crate::report::{BrokerStats, Latency, RunResult};
-use crate::track::{self, CpuMark, Seen, SubStats};
+use crate::report::{self, BrokerStats, Latency, RunResult};
+use crate::track::{self, CpuMark, Seen, SubStats, Timeline};
 use crate::{Args, MqttVersion, Scenario, allowed_cpus};
 
 /// Keep at most this many client errors in a result.
@@ -258,11 +258,15 @@ pub async fn run_flow(a: &Args) -> Result<RunResult> {
     let deadline = start + Duration::from_secs_f64(a.duration);
     let warmup_ns = (start - base + Duration::from_secs_f64(warmup)).as_nanos() as u64;
     let total = Arc::new(AtomicU64::new(0));
+    let sent_total = Arc::new(AtomicU64::new(0));
+    // Before any client task exists, so its baseline is surely zero even when
+    // spawning many publishers takes longer than the 100 ms before `start`.
+    let timeline = Timeline::start([total.clone(), sent_total.clone()], start);
     let (ctl_tx, ctl_rx) = watch::channel(RUNNING);
     let deliveries: usize = p.units.iter().map(Vec::len).sum();
     let flow = (a.e2e_window > 0 && rate.is_none()).then(|| {
         Arc::new(Flow {
-            sent: AtomicU64::new(0),
+            sent: sent_total.clone(),
             received: total.clone(),
             // Units are uniform: every message goes to the same number of them.
             factor: (deliveries / p.pubs.len().max(1)).max(1) as u64,
@@ -311,6 +315,7 @@ pub async fn run_flow(a: &Args) -> Result<RunResult> {
             window: a.inflight.max(1),
             base,
             flow: flow.clone(),
+            sent_total: sent_total.clone(),
         };
         match rate {
             Some(total_rate) => {
@@ -327,16 +332,15 @@ pub async fn run_flow(a: &Args) -> Result<RunResult> {
     }
 
     if std::env::var_os("SB_DEBUG").is_some() {
-        let (t, f) = (total.clone(), flow.clone());
+        let (t, s) = (total.clone(), sent_total.clone());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
-                let s = f.as_ref().map(|f| f.sent.load(Ordering::Relaxed));
                 eprintln!(
-                    "{:?} recv {} sent {:?}",
+                    "{:?} recv {} sent {}",
                     base.elapsed(),
                     t.load(Ordering::Relaxed),
-                    s
+                    s.load(Ordering::Relaxed)
                 );
             }
         });
@@ -388,6 +392,7 @@ pub async fn run_flow(a: &Args) -> Result<RunResult> {
         cpu_end = CpuMark::now(broker_pid.as_deref());
     }
     let _ = ctl_tx.send(STOP);
+    let [timeline, sent_timeline] = timeline.finish().await;
 
     let mut units: Vec<Vec<Seen>> = vec![Vec::new(); p.units.len()];
     let mut hist = track::histogram()?;
@@ -464,6 +469,10 @@ pub async fn run_flow(a: &Args) -> Result<RunResult> {
             0.0
         },
         latency: Latency::from_hist(&hist),
+        latency_cdf: report::latency_cdf(&hist),
+        timeline_interval_ms: track::TICK.as_millis() as u64,
+        timeline,
+        sent_timeline,
         reconnects,
         sessions_lost,
         conn: None,

@@ -1,11 +1,19 @@
 //! Bookkeeping: which sequence numbers arrived (loss and duplicates),
-//! latency histograms, and CPU / memory of this process and of the broker.
+//! latency histograms, counters over time, and CPU / memory of this process
+//! and of the broker.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::proto;
+
+/// Width of one timeline interval.
+pub const TICK: Duration = Duration::from_millis(100);
 
 /// Highest latency the histograms hold, in microseconds (60 s).
 const MAX_LATENCY_US: u64 = 60_000_000;
@@ -123,6 +131,84 @@ impl SubStats {
     }
 }
 
+/// Increments per [`TICK`] of shared counters, read by a task of its own so
+/// the clients only ever bump atomics they already keep.
+pub struct Timeline<const N: usize> {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<[Vec<u64>; N]>,
+}
+
+impl<const N: usize> Timeline<N> {
+    /// Samples `counters` every [`TICK`] from `start` on.
+    ///
+    /// The baseline is read here, not at the first tick: clients that start
+    /// at `start` would otherwise have counted a batch before a slightly late
+    /// first tick, and that batch would be missing from the series. Anything
+    /// counted between this call and `start` lands in the first interval.
+    ///
+    /// Dropping the timeline without [`Timeline::finish`] ends the sampler too
+    /// (its stop channel closes), so an aborted run leaves no task behind.
+    pub fn start(counters: [Arc<AtomicU64>; N], start: Instant) -> Self {
+        let base = read(&counters);
+        let (stop, stopped) = oneshot::channel();
+        Timeline {
+            stop,
+            task: tokio::spawn(sample(counters, base, start, stopped)),
+        }
+    }
+
+    /// Stops sampling; one series per counter, element `i` = increase during
+    /// the `i`-th interval after `start`, so each series sums to its
+    /// counter's increase. The last element covers the interval in progress
+    /// (shorter, so it may read low) and is left out when nothing moved in it.
+    pub async fn finish(self) -> [Vec<u64>; N] {
+        let _ = self.stop.send(());
+        self.task
+            .await
+            .unwrap_or_else(|_| std::array::from_fn(|_| Vec::new()))
+    }
+}
+
+fn read<const N: usize>(counters: &[Arc<AtomicU64>; N]) -> [u64; N] {
+    counters.each_ref().map(|c| c.load(Ordering::Relaxed))
+}
+
+async fn sample<const N: usize>(
+    counters: [Arc<AtomicU64>; N],
+    mut prev: [u64; N],
+    start: Instant,
+    mut stopped: oneshot::Receiver<()>,
+) -> [Vec<u64>; N] {
+    let mut series: [Vec<u64>; N] = std::array::from_fn(|_| Vec::new());
+    // A late tick (busy runtime) fires as soon as it can, so each value still
+    // covers about one interval and the series sums to the counter's increase.
+    let mut tick = tokio::time::interval_at((start + TICK).into(), TICK);
+    loop {
+        let last = tokio::select! {
+            biased;
+            _ = &mut stopped => true,
+            _ = tick.tick() => false,
+        };
+        let now = read(&counters);
+        let mut delta = [0; N];
+        for ((d, n), p) in delta.iter_mut().zip(now).zip(prev) {
+            *d = n.saturating_sub(p);
+        }
+        // The stragglers of a run (last deliveries, slow CONNACKs) land in
+        // the final partial interval; an empty one would only add a false zero.
+        if !last || delta.iter().any(|&d| d > 0) {
+            for (s, d) in series.iter_mut().zip(delta) {
+                s.push(d);
+            }
+        }
+        if last {
+            break;
+        }
+        prev = now;
+    }
+    series
+}
+
 /// CPU time of a process in seconds (utime + stime), from /proc/PID/stat.
 pub fn cpu_seconds(pid: &str) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -198,6 +284,29 @@ mod tests {
         }
         a.merge(&b);
         assert_eq!((a.unique, a.dups), (5, 2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timeline_counts_per_interval_and_keeps_the_tail() {
+        let c = Arc::new(AtomicU64::new(7));
+        // Tokio's clock, not std's: only the former moves while time is paused.
+        let now = || tokio::time::Instant::now().into_std();
+        let start = now() + Duration::from_millis(50);
+        let t = Timeline::start([c.clone()], start);
+        // Paused time: each sleep lets the sampler take the ticks that fall due.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        c.fetch_add(3, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        c.fetch_add(5, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(230)).await;
+        c.fetch_add(100, Ordering::Relaxed);
+        let [series] = t.finish().await;
+        assert_eq!(series, vec![3, 5, 0, 100]);
+        // Nothing moved after the last whole interval: no trailing zero.
+        let t = Timeline::start([c.clone()], now());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let [series] = t.finish().await;
+        assert_eq!(series, vec![0]);
     }
 
     #[test]
