@@ -46,6 +46,8 @@ pub(crate) struct Access {
     /// Sequence number of the policy in force (0 = none yet); connections
     /// watch it to re-check what they hold.
     seq: watch::Sender<u64>,
+    /// The same number, readable on the hot path without a lock.
+    seq_now: AtomicU64,
     password_checks: Arc<Semaphore>,
     pub events: SecurityEvents,
     pub stats: AccessStats,
@@ -56,6 +58,7 @@ impl Access {
         Access {
             policy: ArcSwap::from_pointee(Policy::empty()),
             seq: watch::Sender::new(0),
+            seq_now: AtomicU64::new(0),
             password_checks: Arc::new(Semaphore::new(config.auth.max_concurrent_password_checks)),
             events: SecurityEvents::new(&config.security),
             stats: AccessStats::default(),
@@ -72,6 +75,12 @@ impl Access {
         *self.seq.borrow()
     }
 
+    /// Sequence number of the policy in force (one atomic load: for memos on
+    /// the message path).
+    pub fn seq_now(&self) -> u64 {
+        self.seq_now.load(Ordering::Acquire)
+    }
+
     /// Notified whenever a new policy is installed.
     pub fn watch(&self) -> watch::Receiver<u64> {
         self.seq.subscribe()
@@ -83,6 +92,7 @@ impl Access {
             return;
         }
         self.policy.store(p.policy.clone());
+        self.seq_now.store(p.seq, Ordering::Release);
         self.seq.send_replace(p.seq);
         self.stats.reload_applied.fetch_add(1, Ordering::Relaxed);
         self.events

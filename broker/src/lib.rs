@@ -31,6 +31,7 @@ pub mod server;
 pub mod state;
 pub mod subscriptions;
 pub mod topic;
+mod watch;
 
 mod access;
 mod admin;

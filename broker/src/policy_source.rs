@@ -210,41 +210,17 @@ pub(crate) async fn run(
 /// through a symlink swap in that directory, which a watch on the file
 /// itself would miss).
 fn watch(path: &Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher;
-
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
     };
     let name = path.file_name().map(|n| n.to_owned());
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let relevant = match event {
-            // The file itself, or Kubernetes' `..data` symlink swap.
-            Ok(e) => {
-                !matches!(e.kind, notify::EventKind::Access(_))
-                    && e.paths.iter().any(|p| {
-                        let f = p.file_name();
-                        f == name.as_deref()
-                            || f.is_some_and(|f| f.to_string_lossy().starts_with(".."))
-                    })
-            }
-            Err(_) => true,
-        };
-        if relevant {
-            // Full channel = a reload is already pending.
-            let _ = tx.try_send(());
-        }
-    });
-    let mut watcher = match watcher {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot watch the policy file; reload on change disabled");
-            return None;
-        }
+    // The file itself, or Kubernetes' `..data` symlink swap.
+    let relevant = move |e: &notify::Event| {
+        e.paths.iter().any(|p| {
+            let f = p.file_name();
+            f == name.as_deref() || f.is_some_and(|f| f.to_string_lossy().starts_with(".."))
+        })
     };
-    if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
-        tracing::error!(dir = %dir.display(), error = %e, "cannot watch the policy directory");
-        return None;
-    }
-    Some(watcher)
+    crate::watch::watch_dirs(&[dir], "policy file", relevant, tx)
 }

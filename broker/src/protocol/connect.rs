@@ -540,6 +540,8 @@ pub(super) async fn accept<T: Transport>(
         pending_acks: Vec::new(),
         policy_seen,
         receive_memo: HashMap::new(),
+        publish_memo: HashSet::new(),
+        memo_seq: broker.access.seq_now(),
         telemetry: broker.telemetry.client(&auth.principal.class),
         auth,
         info,

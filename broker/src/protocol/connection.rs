@@ -38,7 +38,8 @@ const DRAIN_BATCH: usize = 64;
 /// v5 DISCONNECT reason: the response ladder's disconnect step.
 const MESSAGE_RATE_TOO_HIGH: u8 = 0x96;
 
-/// Receive decisions a connection remembers per policy (by topic).
+/// Decisions a connection remembers per policy (receive by topic, allowed
+/// publishes by topic, QoS and retain).
 const RECEIVE_MEMO: usize = 256;
 
 /// Longest a write to one client may stall before it is disconnected.
@@ -98,6 +99,11 @@ pub(super) struct Connection {
     pub policy_seen: watch::Receiver<u64>,
     /// `receive` decisions of the policy in force, by topic.
     pub receive_memo: HashMap<TopicName, bool>,
+    /// `publish` (and `retain`) allowed by the policy in force, by topic,
+    /// QoS and retain flag.
+    pub publish_memo: HashSet<(TopicName, u8, bool)>,
+    /// The policy sequence number the memos belong to.
+    pub memo_seq: u64,
     /// When the packets being handled were read: the receive instant of the
     /// messages they publish (one clock read per batch, not per message).
     pub read_at: std::time::Instant,
@@ -230,6 +236,13 @@ impl Connection {
                     biased;
                     code = control.kicked() => break Exit::Kicked(code),
                     _ = shutdown.cancelled() => break Exit::Kicked(reason::SERVER_SHUTTING_DOWN),
+                    // Before the client's packets: a busy publisher must not
+                    // delay its own revocation.
+                    Ok(()) = policy_rx.changed() => {
+                        if let Err(exit) = this.on_policy_change() {
+                            break exit;
+                        }
+                    }
                     frame = reader.next() => {
                         last_seen = Instant::now();
                         this.read_at = last_seen.into_std();
@@ -275,11 +288,6 @@ impl Connection {
                                 Some(Ok(d)) => this.deliver(d, now, &mut out_buf),
                                 _ => break,
                             }
-                        }
-                    }
-                    Ok(()) = policy_rx.changed() => {
-                        if let Err(exit) = this.on_policy_change() {
-                            break exit;
                         }
                     }
                     _ = control.wake.notified() => this.pull_queue(&mut out_buf).await,
@@ -487,6 +495,7 @@ impl Connection {
         if !self.persistent {
             return;
         }
+        self.forget_stale_decisions();
         let mut expired = Vec::new();
         let fenced = {
             let state = self.broker.state.lock();
@@ -724,22 +733,51 @@ impl Connection {
         }
     }
 
+    /// Empties the decision memos if a newer policy is in force (the
+    /// connection may not have run `on_policy_change` yet).
+    fn forget_stale_decisions(&mut self) {
+        let seq = self.broker.access.seq_now();
+        if seq != self.memo_seq {
+            self.memo_seq = seq;
+            self.receive_memo.clear();
+            self.publish_memo.clear();
+        }
+    }
+
     /// The `receive` decision for `topic` (remembered per policy).
     fn may_receive(&mut self, topic: &TopicName) -> bool {
+        self.forget_stale_decisions();
         receive_allowed(&self.broker, &self.auth, &mut self.receive_memo, topic)
     }
 
     /// The `publish` (and, for retained messages, `retain`) decision.
-    fn may_publish(&self, topic: &TopicName, qos: QoS, retain: bool) -> bool {
+    ///
+    /// Allowed answers are remembered per connection until the policy
+    /// changes (a device publishes to a handful of topics); denials are
+    /// asked every time so each one is counted and reported.
+    fn may_publish(&mut self, topic: &TopicName, qos: QoS, retain: bool) -> bool {
+        self.forget_stale_decisions();
+        let key = (topic.clone(), qos as u8, retain);
+        if self.publish_memo.contains(&key) {
+            return true;
+        }
         let access = &self.broker.access;
         let policy = access.policy();
         let t = topic.as_str();
-        self.auth
+        let allowed = self
+            .auth
             .check(access, &policy, Action::Publish, t, qos as u8, retain)
             && (!retain
                 || self
                     .auth
-                    .check(access, &policy, Action::Retain, t, qos as u8, true))
+                    .check(access, &policy, Action::Retain, t, qos as u8, true));
+        if allowed {
+            if self.publish_memo.len() >= RECEIVE_MEMO {
+                self.publish_memo.clear();
+            }
+            self.publish_memo.insert(key);
+        }
+        allowed
     }
 
     /// A new policy is in force: re-check the connection itself and every
@@ -747,6 +785,7 @@ impl Connection {
     /// were already removed by the log entry that changed the policy.
     fn on_policy_change(&mut self) -> Result<(), Exit> {
         self.receive_memo.clear();
+        self.publish_memo.clear();
         let access = &self.broker.access;
         let policy = access.policy();
         let who = self.auth.who();

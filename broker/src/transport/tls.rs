@@ -245,36 +245,11 @@ pub(super) fn spawn_reloader(
     tasks: &TaskTracker,
     stop: CancellationToken,
 ) {
-    use notify::Watcher;
-
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let relevant = match event {
-            Ok(e) => !matches!(e.kind, notify::EventKind::Access(_)),
-            Err(_) => true,
-        };
-        if relevant {
-            // Full channel = a reload is already pending.
-            let _ = tx.try_send(());
-        }
-    });
-    let mut watcher = match watcher {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::error!(listener = %listener, error = %e, "cannot watch TLS files; reload disabled");
-            return;
-        }
+    let Some(watcher) = crate::watch::watch_dirs(&tls.watched_dirs(), &listener, |_| true, tx)
+    else {
+        return;
     };
-    for dir in tls.watched_dirs() {
-        if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
-            tracing::error!(
-                listener = %listener,
-                dir = %dir.display(),
-                error = %e,
-                "cannot watch TLS directory; changes there are not reloaded"
-            );
-        }
-    }
     tasks.spawn(async move {
         let _watcher = watcher;
         loop {
