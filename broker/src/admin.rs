@@ -1,9 +1,10 @@
-//! The admin HTTP listener (axum): health for Kubernetes and the cluster API.
+//! The admin HTTP listener (axum): health for Kubernetes, metrics and the
+//! admin API (`docs/observability.md`).
 //!
 //! `/livez`, `/readyz` and `/metrics` are open (probes and scrapers carry no
 //! credentials); everything under `/api/v1` needs `Authorization: Bearer
-//! <token>` and is disabled when no token is configured. The operations
-//! issue extends this with client/retained/ban endpoints.
+//! <token>` and is disabled when no token is configured. Cluster and policy
+//! endpoints live here, clients/retained/bans/top publishers in `api.rs`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

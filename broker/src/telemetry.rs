@@ -366,7 +366,7 @@ pub(crate) fn ewma(avg: f64, sample: f64, samples: u32) -> f64 {
 
 /// The bucket label of a certificate expiring at `not_after` (Unix s).
 pub(crate) fn cert_expiry_bucket(not_after: i64, now: i64) -> &'static str {
-    let days = (not_after - now).div_euclid(86_400);
+    let days = not_after.saturating_sub(now).div_euclid(86_400);
     match days {
         d if not_after <= now || d < 0 => "expired",
         0..7 => "7d",
