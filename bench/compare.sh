@@ -2,7 +2,7 @@
 # Starling vs Mosquitto, same scenarios, same settings, alternating runs.
 #
 #   bench/compare.sh [--quick] [--repeat N] [--duration S] [--out DIR]
-#                    [--only REGEX] [--starling-only] [--peer mosquitto|starling-off]
+#                    [--only REGEX] [--starling-only] [--peer mosquitto|rumqttd|starling-off]
 #                    [--debug]
 #
 # Builds Starling and starling-bench (release), installs Mosquitto if missing,
@@ -70,6 +70,11 @@ if [ -z "$MOSQUITTO" ] && [ "$STARLING_ONLY" = 0 ]; then
   MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 fi
 
+RUMQTTD=${RUMQTTD:-$(command -v rumqttd || echo "$HOME/.cargo/bin/rumqttd")}
+if [ "$PEER" = rumqttd ] && ! [ -x "$RUMQTTD" ]; then
+  echo "rumqttd not found: cargo install rumqttd (or RUMQTTD=path)" >&2
+  exit 64
+fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 if [ "$PROFILE" = debug ]; then
   # CI smoke: the debug build CI already has; numbers mean nothing.
@@ -122,6 +127,37 @@ start_broker() { # kind port
       rm -rf "$WORK/data"
       "${PIN_BROKER[@]}" "$STARLING" serve --config "$WORK/starling.toml" --policy "$ROOT/docs/examples/dev-policy.toml" --listen "127.0.0.1:$port" \
         --admin-listen 127.0.0.1:0 --data-dir "$WORK/data" --log warn >>"$OUT/starling-broker.log" 2>&1 &
+      ;;
+    rumqttd)
+      # A second peer when asked (`--peer rumqttd`, `cargo install rumqttd`;
+      # RUMQTTD=path overrides): v4 on the port, v5 on the next one.
+      cat > "$WORK/rumqttd.toml" <<EOF
+id = 0
+[router]
+id = 0
+max_connections = 20010
+max_outgoing_packet_count = 1000
+max_segment_size = 104857600
+max_segment_count = 10
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:$port"
+next_connection_delay_ms = 0
+[v4.1.connections]
+connection_timeout_ms = 60000
+max_payload_size = 20480
+max_inflight_count = 1000
+dynamic_filters = true
+[v5.1]
+name = "v5-1"
+listen = "127.0.0.1:$((port + 1))"
+next_connection_delay_ms = 0
+[v5.1.connections]
+connection_timeout_ms = 60000
+max_payload_size = 20480
+max_inflight_count = 1000
+EOF
+      "${PIN_BROKER[@]}" "$RUMQTTD" -c "$WORK/rumqttd.toml" >>"$OUT/rumqttd-broker.log" 2>&1 &
       ;;
     mosquitto)
       cat > "$WORK/mosquitto.conf" <<EOF
@@ -201,9 +237,13 @@ for entry in "${SCENARIOS[@]}"; do
       port=$(free_port)
       start_broker "$kind" "$port" || { FAIL=1; continue; }
       json="$OUT/$name.$kind.$rep.json"
+      addr_port=$port
+      if [ "$kind" = rumqttd ] && [[ "$args" == *"--mqtt 5"* ]]; then
+        addr_port=$((port + 1))
+      fi
       log="$OUT/$name.$kind.$rep.log"
       # shellcheck disable=SC2086
-      if ! "${PIN_TOOL[@]}" "$BENCH" $args --addr "127.0.0.1:$port" --broker-pid "$BROKER_PID" \
+      if ! "${PIN_TOOL[@]}" "$BENCH" $args --addr "127.0.0.1:$addr_port" --broker-pid "$BROKER_PID" \
         --label "$kind" --duration "$DURATION" --drain "$([ "$QUICK" = 1 ] && echo 1 || echo 2)" \
         --json "$json" >"$log" 2>&1; then
         echo "  $name $kind #$rep: tool reported errors (see $log)" >&2

@@ -11,7 +11,7 @@ import glob, json, os, statistics, sys
 out = sys.argv[1]
 quick = len(sys.argv) > 2 and sys.argv[2] == "1"
 peer = sys.argv[3] if len(sys.argv) > 3 else "mosquitto"
-P = {"mosquitto": "Mosquitto", "starling-off": "Starling, telemetry off"}.get(peer, peer)
+P = {"mosquitto": "Mosquitto", "rumqttd": "rumqttd", "starling-off": "Starling, telemetry off"}.get(peer, peer)
 runs = {}
 for f in sorted(glob.glob(os.path.join(out, "*.json"))):
     name, kind, rep = os.path.basename(f)[:-5].rsplit(".", 2)

@@ -109,7 +109,9 @@ pub fn opts(a: &Args, client_id: String, clean: bool, session_expiry: u32) -> Co
         },
         client_id,
         clean,
-        keep_alive: 0,
+        // Runs are far shorter than this and the tool sends no PINGREQ;
+        // some brokers (rumqttd) refuse keep alive 0.
+        keep_alive: 300,
         session_expiry,
         username: a.username.clone(),
         password: a.password.clone(),
