@@ -43,10 +43,9 @@ pub(crate) struct AccessStats {
 /// The node's access control.
 pub(crate) struct Access {
     policy: ArcSwap<Policy>,
-    /// Sequence number of the policy in force (0 = none yet); connections
-    /// watch it to re-check what they hold.
+    /// Notifies connections of a new policy so they re-check what they hold.
     seq: watch::Sender<u64>,
-    /// The same number, readable on the hot path without a lock.
+    /// Sequence number of the policy in force (0 = none yet).
     seq_now: AtomicU64,
     password_checks: Arc<Semaphore>,
     pub events: SecurityEvents,
@@ -70,14 +69,9 @@ impl Access {
         self.policy.load_full()
     }
 
-    /// Sequence number of the policy in force (0 before the first).
+    /// Sequence number of the policy in force (0 before the first). One
+    /// atomic load: the message path checks it for its decision memos.
     pub fn seq(&self) -> u64 {
-        *self.seq.borrow()
-    }
-
-    /// Sequence number of the policy in force (one atomic load: for memos on
-    /// the message path).
-    pub fn seq_now(&self) -> u64 {
         self.seq_now.load(Ordering::Acquire)
     }
 

@@ -541,7 +541,7 @@ pub(super) async fn accept<T: Transport>(
         policy_seen,
         receive_memo: HashMap::new(),
         publish_memo: HashSet::new(),
-        memo_seq: broker.access.seq_now(),
+        memo_seq: broker.access.seq(),
         telemetry: broker.telemetry.client(&auth.principal.class),
         auth,
         info,

@@ -440,7 +440,8 @@ impl Connection {
                 );
                 Ok(())
             }
-            // Boxed (rare, with commits inside): keeps the idle task small.
+            // Boxed (rare, with commits inside): keeps the per-packet
+            // allocation of `handle` small for the frequent packets.
             Packet::Subscribe(s) => Box::pin(self.on_subscribe(s, out)).await,
             Packet::Unsubscribe(u) => Box::pin(self.on_unsubscribe(u, out)).await,
             Packet::PingReq => {
@@ -475,7 +476,7 @@ impl Connection {
     /// means the session was taken over (close with 0x8E); a commit failure
     /// means this node cannot make it durable (close with 0x9C, no will).
     async fn submit_owned(&self, cmd: Command) -> Result<(), Exit> {
-        match Box::pin(self.broker.submit(cmd)).await {
+        match self.broker.submit(cmd).await {
             Ok(Response::Fenced) => Err(Exit::Kicked(SESSION_TAKEN_OVER)),
             Ok(_) => Ok(()),
             Err(e) => {
@@ -618,9 +619,7 @@ impl Connection {
             publisher: Some(self.client_id.clone()),
             received_at: Some(self.read_at),
         });
-        // Boxed: a publish may wait for a read barrier and a commit; that
-        // state exists only while a publish is in progress.
-        let code = match Box::pin(self.broker.publish(msg)).await {
+        let code = match self.broker.publish(msg).await {
             Ok(()) => reason::SUCCESS,
             Err(PublishError::RetainQuota) => {
                 if !v5 && qos != QoS::AtMostOnce {
@@ -736,7 +735,7 @@ impl Connection {
     /// Empties the decision memos if a newer policy is in force (the
     /// connection may not have run `on_policy_change` yet).
     fn forget_stale_decisions(&mut self) {
-        let seq = self.broker.access.seq_now();
+        let seq = self.broker.access.seq();
         if seq != self.memo_seq {
             self.memo_seq = seq;
             self.receive_memo.clear();
