@@ -545,11 +545,8 @@ async fn admin_api_bans_and_malformed_input() {
         r#"{"kind":"client_id","value":"x","duration_secs":-5}"#,
     ] {
         let (s, resp) = http(&b, "POST", "/api/v1/bans", Some(TOKEN), Some(body));
-        assert!(s == 400 || s == 422, "{body} → {s} {resp}");
-        assert!(
-            resp.contains("error") || resp.is_empty() || s == 422,
-            "{resp}"
-        );
+        assert_eq!(s, 400, "{body} → {resp}");
+        assert!(resp.contains("\"error\""), "{body} → {resp}");
     }
     for path in [
         "/api/v1/clients?limit=0",
@@ -576,7 +573,7 @@ async fn admin_api_bans_and_malformed_input() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_drains_gradually_and_exits_before_the_deadline() {
+async fn sigterm_drains_and_exits_before_the_deadline() {
     let mut b = Broker::start_with("[node]\ndrain_window = \"2s\"\nshutdown_grace = \"6s\"\n");
     let mut clients = Vec::new();
     for i in 0..20 {
@@ -608,13 +605,13 @@ async fn sigterm_drains_gradually_and_exits_before_the_deadline() {
             if a.code == rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success),
         "accepted while draining: {refused:?}"
     );
-    // Every v5 client is told 0x8B, spread over the window.
-    let mut times = Vec::new();
+    // Every v5 client is told 0x8B; the drain ran with the configured
+    // window (how evenly it spreads them is timing: not asserted here).
     for c in &mut clients {
         let why = c.closed().await;
         assert!(why.contains("ServerShuttingDown"), "{why}");
-        times.push(sent.elapsed());
     }
+    assert!(b.wait_log(&["draining", "clients=20", "window=2s"], WAIT));
     let status = tokio::task::block_in_place(|| b.wait_exit());
     assert!(status.success(), "{status:?}");
     // Within shutdown_grace (6 s), with slack for a loaded machine.
@@ -623,7 +620,6 @@ async fn sigterm_drains_gradually_and_exits_before_the_deadline() {
         "{:?}",
         sent.elapsed()
     );
-    let _ = times;
 }
 
 #[tokio::test]
