@@ -28,10 +28,9 @@ use crate::state::Command;
 /// Serves the admin API until the broker shuts down.
 pub(crate) async fn serve(listener: TcpListener, broker: Arc<Broker>, token: Option<Arc<str>>) {
     let shutdown = broker.shutdown.clone();
-    let app = Router::new()
-        .route("/livez", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    let admin = Admin { broker, token };
+    // Everything under /api/v1 passes the bearer-token check first.
+    let api = Router::new()
         .route("/api/v1/cluster", get(cluster_status))
         .route("/api/v1/cluster/nodes", post(add_node))
         .route("/api/v1/cluster/nodes/{id}", delete(remove_node))
@@ -47,7 +46,16 @@ pub(crate) async fn serve(listener: TcpListener, broker: Arc<Broker>, token: Opt
         .route("/api/v1/publishers/top", get(api::top_publishers))
         .route("/api/v1/policy", get(policy_status))
         .route("/api/v1/policy/reload", post(policy_reload))
-        .with_state(Admin { broker, token });
+        .route_layer(axum::middleware::from_fn_with_state(
+            admin.clone(),
+            require_token,
+        ));
+    let app = Router::new()
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(api)
+        .with_state(admin);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;
@@ -60,6 +68,18 @@ pub(crate) async fn serve(listener: TcpListener, broker: Arc<Broker>, token: Opt
 struct Admin {
     broker: Arc<Broker>,
     token: Option<Arc<str>>,
+}
+
+/// Lets a request through to the API only with the right bearer token.
+async fn require_token(
+    State(a): State<Admin>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match a.authorize(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err((status, why)) => error(status, why),
+    }
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -115,10 +135,7 @@ async fn metrics(State(a): State<Admin>) -> Response {
 
 /// The policy in force on this node: every node of a healthy cluster
 /// reports the same sequence number and hash.
-async fn policy_status(State(a): State<Admin>, headers: HeaderMap) -> Response {
-    if let Err((status, why)) = a.authorize(&headers) {
-        return error(status, why);
-    }
+async fn policy_status(State(a): State<Admin>) -> Response {
     let access = &a.broker.access;
     let p = access.policy();
     let stats = &access.stats;
@@ -140,10 +157,7 @@ async fn policy_status(State(a): State<Admin>, headers: HeaderMap) -> Response {
 
 /// Reloads this node's policy file now: 200 with the outcome, 422 when the
 /// file is refused (the policy in force stays), 409 without a policy file.
-async fn policy_reload(State(a): State<Admin>, headers: HeaderMap) -> Response {
-    if let Err((status, why)) = a.authorize(&headers) {
-        return error(status, why);
-    }
+async fn policy_reload(State(a): State<Admin>) -> Response {
     if a.broker.config.auth.policy_file.is_none() {
         return error(
             StatusCode::CONFLICT,
@@ -163,10 +177,7 @@ async fn policy_reload(State(a): State<Admin>, headers: HeaderMap) -> Response {
     }
 }
 
-async fn cluster_status(State(a): State<Admin>, headers: HeaderMap) -> Response {
-    if let Err((status, why)) = a.authorize(&headers) {
-        return error(status, why);
-    }
+async fn cluster_status(State(a): State<Admin>) -> Response {
     Json(a.broker.membership.cluster.status()).into_response()
 }
 
@@ -179,12 +190,8 @@ struct NewNode {
 
 async fn add_node(
     State(a): State<Admin>,
-    headers: HeaderMap,
     body: Result<Json<NewNode>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Err((status, why)) = a.authorize(&headers) {
-        return error(status, why);
-    }
     let Json(node) = match body {
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.body_text()),
@@ -207,14 +214,7 @@ async fn add_node(
     }
 }
 
-async fn remove_node(
-    State(a): State<Admin>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if let Err((status, why)) = a.authorize(&headers) {
-        return error(status, why);
-    }
+async fn remove_node(State(a): State<Admin>, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<u64>() else {
         return error(StatusCode::BAD_REQUEST, "node id must be a number");
     };

@@ -1,12 +1,13 @@
 //! Admin API resources beyond the cluster: clients, retained messages,
-//! bans and top publishers. Every handler validates its input and answers
-//! JSON; nothing here can panic on what a caller sends.
+//! bans and top publishers. The bearer token is checked before any of these
+//! run (`admin.rs`); every handler validates its input and answers JSON;
+//! nothing here can panic on what a caller sends.
 
 use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -55,12 +56,8 @@ fn bad(msg: &str) -> Response {
 /// this node, by client id.
 pub(super) async fn list_clients(
     State(a): State<Admin>,
-    headers: HeaderMap,
     q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Err((status, why)) = a.authorize(&headers) {
-        return error(status, why);
-    }
     let page = match query(q) {
         Ok(p) => p,
         Err(e) => return bad(&e),
@@ -116,14 +113,7 @@ fn summary(id: &str, info: &crate::registry::ClientInfo) -> serde_json::Value {
 }
 
 /// `GET /api/v1/clients/{id}`.
-pub(super) async fn show_client(
-    State(a): State<Admin>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if let Err((status, why)) = a.authorize(&headers) {
-        return error(status, why);
-    }
+pub(super) async fn show_client(State(a): State<Admin>, Path(id): Path<String>) -> Response {
     let Some(c) = a.broker.clients.get(&ClientId::new(&id)) else {
         return error(
             StatusCode::NOT_FOUND,
@@ -155,14 +145,7 @@ pub(super) async fn show_client(
 }
 
 /// `DELETE /api/v1/clients/{id}`: disconnects it (v5: 0x98).
-pub(super) async fn disconnect_client(
-    State(a): State<Admin>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if let Err((status, why)) = a.authorize(&headers) {
-        return error(status, why);
-    }
+pub(super) async fn disconnect_client(State(a): State<Admin>, Path(id): Path<String>) -> Response {
     match a.broker.clients.get(&ClientId::new(&id)) {
         Some(c) => {
             c.control.kick(ADMINISTRATIVE_ACTION);
@@ -179,12 +162,8 @@ pub(super) async fn disconnect_client(
 /// `GET /api/v1/retained?prefix=&limit=&after=`: retained topics.
 pub(super) async fn list_retained(
     State(a): State<Admin>,
-    headers: HeaderMap,
     q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Err((status, why)) = a.authorize(&headers) {
-        return error(status, why);
-    }
     let page = match query(q) {
         Ok(p) => p,
         Err(e) => return bad(&e),
@@ -227,14 +206,7 @@ pub(super) async fn list_retained(
 }
 
 /// `DELETE /api/v1/retained/{topic}` (the topic may contain `/`).
-pub(super) async fn delete_retained(
-    State(a): State<Admin>,
-    headers: HeaderMap,
-    Path(topic): Path<String>,
-) -> Response {
-    if let Err((status, why)) = a.authorize(&headers) {
-        return error(status, why);
-    }
+pub(super) async fn delete_retained(State(a): State<Admin>, Path(topic): Path<String>) -> Response {
     let limits = TopicLimits {
         max_len: a.broker.config.limits.max_topic_length,
         max_levels: a.broker.config.limits.max_topic_levels,
@@ -258,10 +230,7 @@ pub(super) async fn delete_retained(
 }
 
 /// `GET /api/v1/bans`: bans in force, cluster-wide.
-pub(super) async fn list_bans(State(a): State<Admin>, headers: HeaderMap) -> Response {
-    if let Err((status, why)) = a.authorize(&headers) {
-        return error(status, why);
-    }
+pub(super) async fn list_bans(State(a): State<Admin>) -> Response {
     let now = now_ms();
     let bans: Vec<_> = a
         .broker
@@ -299,12 +268,8 @@ pub(super) struct NewBan {
 /// them at their next CONNECT).
 pub(super) async fn add_ban(
     State(a): State<Admin>,
-    headers: HeaderMap,
     body: Result<Json<NewBan>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Err((status, why)) = a.authorize(&headers) {
-        return error(status, why);
-    }
     let Json(b) = match body {
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.body_text()),
@@ -346,12 +311,8 @@ pub(super) async fn add_ban(
 /// `DELETE /api/v1/bans/{kind}/{value}` (a network's `/` is part of the value).
 pub(super) async fn remove_ban(
     State(a): State<Admin>,
-    headers: HeaderMap,
     Path(params): Path<HashMap<String, String>>,
 ) -> Response {
-    if let Err((status, why)) = a.authorize(&headers) {
-        return error(status, why);
-    }
     let (Some(kind), Some(value)) = (params.get("kind"), params.get("value")) else {
         return error(StatusCode::BAD_REQUEST, "need /api/v1/bans/{kind}/{value}");
     };
@@ -377,12 +338,8 @@ pub(super) struct Top {
 /// rate over the last telemetry window.
 pub(super) async fn top_publishers(
     State(a): State<Admin>,
-    headers: HeaderMap,
     q: Result<Query<Top>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Err((status, why)) = a.authorize(&headers) {
-        return error(status, why);
-    }
     let top = match query(q) {
         Ok(t) => t,
         Err(e) => return bad(&e),
