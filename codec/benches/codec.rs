@@ -22,7 +22,7 @@ fn publish(qos: QoS, protocol: Protocol) -> Packet {
         pkid: if qos == QoS::AtMostOnce { 0 } else { 42 },
         topic: "sensors/building-1/floor-3/temperature".into(),
         payload: Bytes::from(vec![0xA5u8; 64]),
-        properties,
+        properties: properties.into(),
         ..Default::default()
     })
 }

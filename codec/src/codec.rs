@@ -36,11 +36,24 @@ impl Default for Limits {
 /// Starts in [`Protocol::V311`]; the broker switches it with
 /// [`MqttCodec::set_protocol`] once it has accepted CONNECT (CONNECT itself is
 /// decoded according to its own protocol level).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MqttCodec {
     protocol: Protocol,
     limits: Limits,
     max_outgoing: Option<u32>,
+    /// Capacity the read buffer is given before the next read (adaptive).
+    read_hint: usize,
+}
+
+/// Smallest read buffer: what an idle or slow connection keeps.
+const MIN_READ: usize = 512;
+/// Largest read buffer a busy connection grows to.
+const MAX_READ: usize = 64 * 1024;
+
+impl Default for MqttCodec {
+    fn default() -> Self {
+        MqttCodec::new(Limits::default())
+    }
 }
 
 impl MqttCodec {
@@ -50,6 +63,7 @@ impl MqttCodec {
             protocol: Protocol::V311,
             limits,
             max_outgoing: None,
+            read_hint: MIN_READ,
         }
     }
 
@@ -84,8 +98,28 @@ impl tokio_util::codec::Decoder for MqttCodec {
     type Item = Packet;
     type Error = DecodeError;
 
+    /// Also sizes the read buffer. `FramedRead` only ever reserves one
+    /// byte, so the buffer would stay at its first size: a busy connection
+    /// would then need a `recv` per handful of packets. When a read filled
+    /// the buffer (more is probably waiting in the socket) the next one gets
+    /// twice the room, up to 64 KiB; when it did not, the room shrinks back
+    /// towards 512 bytes, so idle connections stay small.
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Packet>, DecodeError> {
-        crate::decode(src, self.protocol, &self.limits)
+        // After a read, and after each frame split off its front, spare
+        // capacity is what the read left unused: none means it filled it.
+        let filled = src.len() == src.capacity();
+        let frame = crate::decode(src, self.protocol, &self.limits)?;
+        if frame.is_none() {
+            self.read_hint = if filled {
+                (self.read_hint * 2).min(MAX_READ)
+            } else {
+                (self.read_hint / 2).max(MIN_READ)
+            };
+            if src.capacity() < self.read_hint {
+                src.reserve(self.read_hint - src.len());
+            }
+        }
+        Ok(frame)
     }
 }
 

@@ -31,4 +31,4 @@ pub use decode::decode;
 pub use encode::{connack_return_code, encode, suback_return_code};
 pub use error::{DecodeError, EncodeError};
 pub use packet::*;
-pub use properties::Properties;
+pub use properties::{Properties, Props};

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use bytestring::ByteString;
 
-use crate::Properties;
+use crate::Props;
 
 /// MQTT protocol revision negotiated by CONNECT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -86,7 +86,7 @@ pub struct LastWill {
     /// Will retain flag.
     pub retain: bool,
     /// Will properties (v5; empty for 3.1.1).
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 /// CONNECT packet.
@@ -107,7 +107,7 @@ pub struct Connect {
     /// Password as binary data, if its flag was set (empty is still `Some`).
     pub password: Option<Bytes>,
     /// CONNECT properties (v5).
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 /// CONNACK packet.
@@ -118,7 +118,7 @@ pub struct ConnAck {
     /// v5 reason code; for 3.1.1 the encoder maps it to a return code 0–5.
     pub reason: u8,
     /// CONNACK properties (v5).
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 /// PUBLISH packet.
@@ -135,7 +135,7 @@ pub struct Publish {
     /// Packet identifier (non-zero for QoS > 0, 0 for QoS 0).
     pub pkid: u16,
     /// PUBLISH properties (v5).
-    pub properties: Properties,
+    pub properties: Props,
     /// Application payload (zero-copy slice of the read buffer).
     pub payload: Bytes,
 }
@@ -148,7 +148,7 @@ pub struct PubResp {
     /// v5 reason code (0 = success); always 0 for 3.1.1.
     pub reason: u8,
     /// Properties (v5).
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 /// Retain handling subscription option (v5).
@@ -186,7 +186,7 @@ pub struct Subscribe {
     /// At least one filter.
     pub filters: Vec<SubscribeFilter>,
     /// Properties (v5): subscription identifier, user properties.
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 /// SUBACK packet.
@@ -197,7 +197,7 @@ pub struct SubAck {
     /// One v5 reason code per filter; the 3.1.1 encoder maps failures (≥ 0x80) to 0x80.
     pub reasons: Vec<u8>,
     /// Properties (v5).
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 /// UNSUBSCRIBE packet.
@@ -208,7 +208,7 @@ pub struct Unsubscribe {
     /// At least one filter.
     pub filters: Vec<String>,
     /// Properties (v5).
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 /// UNSUBACK packet.
@@ -219,7 +219,7 @@ pub struct UnsubAck {
     /// One v5 reason code per filter (not encoded for 3.1.1).
     pub reasons: Vec<u8>,
     /// Properties (v5).
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 /// DISCONNECT packet.
@@ -228,7 +228,7 @@ pub struct Disconnect {
     /// v5 reason code (0 = normal disconnection).
     pub reason: u8,
     /// Properties (v5).
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 /// AUTH packet (v5).
@@ -237,5 +237,5 @@ pub struct Auth {
     /// Reason code (0x00 success, 0x18 continue, 0x19 re-authenticate).
     pub reason: u8,
     /// Properties: authentication method and data.
-    pub properties: Properties,
+    pub properties: Props,
 }

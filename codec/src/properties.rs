@@ -3,7 +3,11 @@
 //! One struct serves every packet type; the decoder rejects a property that is
 //! not allowed in the packet it appears in, and duplicates of single-valued
 //! properties (both are Protocol Errors, reason 0x82). 3.1.1 packets always
-//! carry `Properties::default()`.
+//! carry no properties.
+//!
+//! Packets hold their properties as [`Props`], out of line: most packets
+//! carry none, and an inline `Properties` (over 300 bytes) made every packet
+//! that large, copied at each move on the per-message path.
 
 use bytes::Bytes;
 
@@ -67,8 +71,94 @@ pub struct Properties {
 }
 
 impl Properties {
+    /// No property set (usable in `const` and `static` items).
+    pub const EMPTY: Properties = Properties {
+        payload_format_indicator: None,
+        message_expiry_interval: None,
+        content_type: None,
+        response_topic: None,
+        correlation_data: None,
+        subscription_identifiers: Vec::new(),
+        session_expiry_interval: None,
+        assigned_client_identifier: None,
+        server_keep_alive: None,
+        authentication_method: None,
+        authentication_data: None,
+        request_problem_information: None,
+        will_delay_interval: None,
+        request_response_information: None,
+        response_information: None,
+        server_reference: None,
+        reason_string: None,
+        receive_maximum: None,
+        topic_alias_maximum: None,
+        topic_alias: None,
+        maximum_qos: None,
+        retain_available: None,
+        user_properties: Vec::new(),
+        maximum_packet_size: None,
+        wildcard_subscription_available: None,
+        subscription_identifier_available: None,
+        shared_subscription_available: None,
+    };
+
     /// True when no property is set (encodes as a zero property length).
     pub fn is_empty(&self) -> bool {
-        *self == Properties::default()
+        *self == Properties::EMPTY
+    }
+}
+
+static NO_PROPERTIES: Properties = Properties::EMPTY;
+
+/// A packet's properties, boxed only when there are any.
+///
+/// Reads go through `Deref` (an empty set when there are none); a write
+/// through `DerefMut` allocates the box. Equality compares the properties,
+/// not whether a box exists.
+#[derive(Clone, Default)]
+pub struct Props(Option<Box<Properties>>);
+
+impl Props {
+    /// Takes the properties out, leaving none.
+    pub fn take(&mut self) -> Properties {
+        self.0.take().map(|b| *b).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for Props {
+    type Target = Properties;
+
+    fn deref(&self) -> &Properties {
+        self.0.as_deref().unwrap_or(&NO_PROPERTIES)
+    }
+}
+
+impl std::ops::DerefMut for Props {
+    fn deref_mut(&mut self) -> &mut Properties {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl From<Properties> for Props {
+    fn from(p: Properties) -> Props {
+        if p.is_empty() {
+            Props(None)
+        } else {
+            Props(Some(Box::new(p)))
+        }
+    }
+}
+
+impl PartialEq for Props {
+    fn eq(&self, other: &Props) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Props {}
+
+impl std::fmt::Debug for Props {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
     }
 }

@@ -86,7 +86,8 @@ async fn refuse<T: Transport>(
                 // The encoder drops it for 3.1.1 and when it would not fit.
                 reason_string: Some(why.to_owned()),
                 ..Properties::default()
-            },
+            }
+            .into(),
         }))
         .await;
 }
@@ -251,7 +252,8 @@ pub(super) async fn accept<T: Transport>(
                 .await;
                 return None;
             }
-            let p = w.properties;
+            let mut wp = w.properties;
+            let p = wp.take();
             Some(WillSpec {
                 msg: Message {
                     topic,
@@ -486,7 +488,7 @@ pub(super) async fn accept<T: Transport>(
     let connack = Packet::ConnAck(ConnAck {
         session_present,
         reason: reason::SUCCESS,
-        properties: props,
+        properties: props.into(),
     });
     if writer.send(connack).await.is_err() {
         broker

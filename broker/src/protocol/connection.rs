@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use starling_codec::{
-    self as codec, DecodeError, EncodeError, MqttCodec, Packet, Properties, Protocol, PubResp,
+    self as codec, DecodeError, EncodeError, MqttCodec, Packet, Properties, Props, Protocol,
+    PubResp,
 };
 use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
@@ -434,7 +435,7 @@ impl Connection {
                     Packet::PubComp(PubResp {
                         pkid: r.pkid,
                         reason: code,
-                        properties: Properties::default(),
+                        properties: Props::default(),
                     })
                     .into(),
                 );
@@ -551,7 +552,11 @@ impl Connection {
         }
     }
 
-    async fn on_publish(&mut self, p: codec::Publish, out: &mut Vec<Outgoing>) -> Result<(), Exit> {
+    async fn on_publish(
+        &mut self,
+        mut p: codec::Publish,
+        out: &mut Vec<Outgoing>,
+    ) -> Result<(), Exit> {
         let v5 = self.protocol == Protocol::V5;
         let topic = self.resolve_topic(&p)?;
         let qos = qos_from_wire(p.qos);
@@ -595,13 +600,15 @@ impl Connection {
             return Ok(());
         }
         let now = now_ms();
+        let expiry_secs = p.properties.message_expiry_interval;
         let props = if v5 {
+            let mut p = p.properties.take();
             MessageProps {
                 payload_format_utf8: utf8,
-                content_type: p.properties.content_type,
-                response_topic: p.properties.response_topic,
-                correlation_data: p.properties.correlation_data,
-                user_properties: p.properties.user_properties,
+                content_type: p.content_type.take(),
+                response_topic: p.response_topic.take(),
+                correlation_data: p.correlation_data.take(),
+                user_properties: std::mem::take(&mut p.user_properties),
             }
         } else {
             MessageProps::default()
@@ -612,10 +619,7 @@ impl Connection {
             qos,
             retain: p.retain,
             props: Arc::new(props),
-            expires_at_ms: p
-                .properties
-                .message_expiry_interval
-                .map(|s| now.saturating_add(u64::from(s) * 1000)),
+            expires_at_ms: expiry_secs.map(|s| now.saturating_add(u64::from(s) * 1000)),
             publisher: Some(self.client_id.clone()),
             received_at: Some(self.read_at),
         });
@@ -931,7 +935,7 @@ impl Connection {
             Packet::SubAck(codec::SubAck {
                 pkid: s.pkid,
                 reasons,
-                properties: Properties::default(),
+                properties: Props::default(),
             })
             .into(),
         );
@@ -1029,7 +1033,7 @@ impl Connection {
             Packet::UnsubAck(codec::UnsubAck {
                 pkid: u.pkid,
                 reasons,
-                properties: Properties::default(),
+                properties: Props::default(),
             })
             .into(),
         );
@@ -1057,7 +1061,8 @@ impl Connection {
                     properties: Properties {
                         reason_string: Some(reason_text(code).to_owned()),
                         ..Properties::default()
-                    },
+                    }
+                    .into(),
                 })
                 .into(),
             );
@@ -1254,7 +1259,7 @@ fn ack_packet(qos: QoS, pkid: u16, code: u8) -> Packet {
     let r = PubResp {
         pkid,
         reason: code,
-        properties: Properties::default(),
+        properties: Props::default(),
     };
     if qos == QoS::ExactlyOnce {
         Packet::PubRec(r)

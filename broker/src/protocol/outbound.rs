@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytestring::ByteString;
-use starling_codec::{self as codec, Packet, Properties, Protocol, PubResp};
+use starling_codec::{self as codec, Packet, Properties, Props, Protocol, PubResp};
 
 use super::qos_to_wire;
 use crate::message::{Message, QoS};
@@ -355,7 +355,7 @@ impl Outbound {
         Packet::PubRel(PubResp {
             pkid,
             reason,
-            properties: Properties::default(),
+            properties: Props::default(),
         })
     }
 
@@ -429,7 +429,7 @@ impl Outbound {
             retain,
             topic,
             pkid,
-            properties,
+            properties: properties.into(),
             payload: msg.payload.clone(),
         })
     }

@@ -1,7 +1,7 @@
 //! v5 property block decoding with per-packet allow lists (MQTT 5 §2.2.2.2).
 
 use super::reader::Reader;
-use crate::{DecodeError, Limits, Properties};
+use crate::{DecodeError, Limits, Properties, Props};
 
 /// Which packet (or part of one) a property block belongs to; selects the
 /// allow list. Only client→server packets are decoded, so server-only
@@ -94,8 +94,12 @@ pub(crate) fn read_properties(
     ctx: Context,
     count: &mut usize,
     limits: &Limits,
-) -> Result<Properties, DecodeError> {
+) -> Result<Props, DecodeError> {
     let len = r.varint()? as usize;
+    if len == 0 {
+        // The usual case: nothing to allocate.
+        return Ok(Props::default());
+    }
     if len > r.remaining() {
         return Err(DecodeError::MalformedPacket(
             "property length exceeds packet",
@@ -134,7 +138,7 @@ pub(crate) fn read_properties(
             "authentication data without authentication method",
         ));
     }
-    Ok(p)
+    Ok(p.into())
 }
 
 /// Reads one property value (identifier already consumed and allowed).

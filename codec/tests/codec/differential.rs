@@ -11,7 +11,7 @@ use proptest::collection::vec;
 use proptest::option::of;
 use proptest::prelude::*;
 use starling_codec::{
-    ConnAck, Limits, Packet, Properties, Protocol, PubResp, Publish, QoS, SubAck, UnsubAck,
+    ConnAck, Limits, Packet, Properties, Props, Protocol, PubResp, Publish, QoS, SubAck, UnsubAck,
     connack_return_code, decode, encode, suback_return_code,
 };
 
@@ -60,7 +60,7 @@ fn publish() -> impl Strategy<Value = Publish> {
             retain,
             topic: topic.into(),
             pkid: if qos == QoS::AtMostOnce { 0 } else { pkid },
-            properties: Properties::default(),
+            properties: Props::default(),
             payload: payload.into(),
         })
 }
@@ -84,7 +84,7 @@ proptest! {
         reasons in vec(prop::sample::select(SUBACK_REASONS.to_vec()), 1..6),
     ) {
         let p = Protocol::V311;
-        let mut b = ours(&Packet::ConnAck(ConnAck { session_present: sp, reason, properties: Properties::default() }), p);
+        let mut b = ours(&Packet::ConnAck(ConnAck { session_present: sp, reason, properties: Props::default() }), p);
         let v4::Packet::ConnAck(c) = v4::read(&mut b, 1 << 20).unwrap() else { panic!() };
         prop_assert_eq!(c.code as u8, connack_return_code(reason));
         prop_assert_eq!(c.session_present, sp && reason == 0);
@@ -96,7 +96,7 @@ proptest! {
         prop_assert_eq!((t.dup, t.retain, t.pkid), (publish.dup, publish.retain, publish.pkid));
         prop_assert_eq!(t.payload, publish.payload);
 
-        let mut b = ours(&Packet::SubAck(SubAck { pkid, reasons: reasons.clone(), properties: Properties::default() }), p);
+        let mut b = ours(&Packet::SubAck(SubAck { pkid, reasons: reasons.clone(), properties: Props::default() }), p);
         let v4::Packet::SubAck(s) = v4::read(&mut b, 1 << 20).unwrap() else { panic!() };
         prop_assert_eq!(s.pkid, pkid);
         let got: Vec<u8> = s.return_codes.iter().map(|r| match r {
@@ -106,7 +106,7 @@ proptest! {
         let want: Vec<u8> = reasons.iter().map(|&r| suback_return_code(r)).collect();
         prop_assert_eq!(got, want);
 
-        let mut b = ours(&Packet::UnsubAck(UnsubAck { pkid, reasons: vec![0], properties: Properties::default() }), p);
+        let mut b = ours(&Packet::UnsubAck(UnsubAck { pkid, reasons: vec![0], properties: Props::default() }), p);
         prop_assert_eq!(v4::read(&mut b, 1 << 20).unwrap(), v4::Packet::UnsubAck(v4::UnsubAck::new(pkid)));
 
         let r = PubResp { pkid, ..Default::default() };
@@ -139,7 +139,7 @@ proptest! {
     ) {
         let p = Protocol::V5;
         let props = Properties { receive_maximum: recv_max, assigned_client_identifier: assigned.clone(), reason_string: rs.clone(), user_properties: up.clone(), ..Default::default() };
-        let mut b = ours(&Packet::ConnAck(ConnAck { session_present: sp, reason, properties: props.clone() }), p);
+        let mut b = ours(&Packet::ConnAck(ConnAck { session_present: sp, reason, properties: props.clone().into() }), p);
         let v5::Packet::ConnAck(c) = v5::read(&mut b, 1 << 20).unwrap() else { panic!() };
         prop_assert_eq!(c.code as u8, reason);
         prop_assert_eq!(c.session_present, sp && reason == 0);
@@ -154,7 +154,7 @@ proptest! {
         }
 
         let mut publish = publish;
-        publish.properties = Properties { topic_alias: alias, message_expiry_interval: expiry, subscription_identifiers: sub_ids.clone(), user_properties: up.clone(), ..Default::default() };
+        publish.properties = Properties { topic_alias: alias, message_expiry_interval: expiry, subscription_identifiers: sub_ids.clone(), user_properties: up.clone(), ..Default::default() }.into();
         let mut b = ours(&Packet::Publish(publish.clone()), p);
         let v5::Packet::Publish(t) = v5::read(&mut b, 1 << 20).unwrap() else { panic!() };
         prop_assert_eq!(t.topic, publish.topic.to_string());
@@ -172,25 +172,25 @@ proptest! {
         }
 
         let reasons = vec![0u8, 1, 2, 0x80, 0x87];
-        let mut b = ours(&Packet::SubAck(SubAck { pkid, reasons: reasons.clone(), properties: Properties { reason_string: rs.clone(), ..Default::default() } }), p);
+        let mut b = ours(&Packet::SubAck(SubAck { pkid, reasons: reasons.clone(), properties: Properties { reason_string: rs.clone(), ..Default::default() }.into() }), p);
         let v5::Packet::SubAck(s) = v5::read(&mut b, 1 << 20).unwrap() else { panic!() };
         prop_assert_eq!(s.pkid, pkid);
         prop_assert_eq!(s.return_codes.iter().map(|r| *r as u8).collect::<Vec<_>>(), reasons);
         prop_assert_eq!(s.properties.and_then(|p| p.reason_string), rs.clone());
 
-        let mut b = ours(&Packet::UnsubAck(UnsubAck { pkid, reasons: vec![0, 0x11, 0x87], properties: Properties::default() }), p);
+        let mut b = ours(&Packet::UnsubAck(UnsubAck { pkid, reasons: vec![0, 0x11, 0x87], properties: Props::default() }), p);
         let v5::Packet::UnsubAck(u) = v5::read(&mut b, 1 << 20).unwrap() else { panic!() };
         prop_assert_eq!(u.reasons.iter().map(|r| *r as u8).collect::<Vec<_>>(), vec![0, 0x11, 0x87]);
 
         for reason in [0u8, 0x10, 0x87] {
-            let r = PubResp { pkid, reason, properties: Properties { reason_string: rs.clone(), ..Default::default() } };
+            let r = PubResp { pkid, reason, properties: Properties { reason_string: rs.clone(), ..Default::default() }.into() };
             let mut b = ours(&Packet::PubAck(r), p);
             let v5::Packet::PubAck(a) = v5::read(&mut b, 1 << 20).unwrap() else { panic!() };
             prop_assert_eq!((a.pkid, a.reason as u8), (pkid, reason));
             prop_assert_eq!(a.properties.and_then(|p| p.reason_string), rs.clone());
         }
 
-        let d = starling_codec::Disconnect { reason: 0x8E, properties: Properties { reason_string: rs.clone(), ..Default::default() } };
+        let d = starling_codec::Disconnect { reason: 0x8E, properties: Properties { reason_string: rs.clone(), ..Default::default() }.into() };
         let mut b = ours(&Packet::Disconnect(d), p);
         // mqttbytes needs the property length; only compare when present.
         if rs.is_some() {
@@ -314,7 +314,7 @@ proptest! {
         let mut b = BytesMut::new();
         t.write(&mut b).unwrap();
         let mut want = publish;
-        want.properties = Properties { message_expiry_interval: expiry, user_properties: up.clone(), ..Default::default() };
+        want.properties = Properties { message_expiry_interval: expiry, user_properties: up.clone(), ..Default::default() }.into();
         prop_assert_eq!(decode(&mut b, Protocol::V5, &Limits::default()).unwrap(), Some(Packet::Publish(want)));
 
         let mut s = v5::Subscribe::new_many(filters.iter().map(|(f, q)| v5::SubscribeFilter::new(f.clone(), their_qos(*q))));
@@ -324,7 +324,7 @@ proptest! {
         s.write(&mut b).unwrap();
         let Some(Packet::Subscribe(ours)) = decode(&mut b, Protocol::V5, &Limits::default()).unwrap() else { panic!() };
         prop_assert_eq!(ours.pkid, pkid);
-        prop_assert_eq!(ours.properties.subscription_identifiers, sub_id.map(|i| i as u32).into_iter().collect::<Vec<_>>());
+        prop_assert_eq!(ours.properties.subscription_identifiers.clone(), sub_id.map(|i| i as u32).into_iter().collect::<Vec<_>>());
         prop_assert_eq!(ours.filters.iter().map(|f| (f.filter.clone(), f.qos)).collect::<Vec<_>>(), filters);
 
         let mut b = BytesMut::new();

@@ -2,8 +2,8 @@
 
 use bytes::BytesMut;
 use starling_codec::{
-    ConnAck, Disconnect, EncodeError, Packet, Properties, Protocol, PubResp, Publish, QoS, SubAck,
-    UnsubAck, encode,
+    ConnAck, Disconnect, EncodeError, Packet, Properties, Props, Protocol, PubResp, Publish, QoS,
+    SubAck, UnsubAck, encode,
 };
 
 const V4: Protocol = Protocol::V311;
@@ -40,7 +40,7 @@ fn connack_v311_return_code_mapping() {
         let p = Packet::ConnAck(ConnAck {
             session_present: true,
             reason,
-            properties: with_reason_string(),
+            properties: with_reason_string().into(),
         });
         let sp = u8::from(reason == 0);
         assert_eq!(enc(&p, V4), vec![0x20, 0x02, sp, rc], "reason {reason:#x}");
@@ -52,7 +52,7 @@ fn connack_v5_keeps_reason_and_properties() {
     let p = Packet::ConnAck(ConnAck {
         session_present: false,
         reason: 0x87,
-        properties: Properties::default(),
+        properties: Props::default(),
     });
     assert_eq!(enc(&p, V5), vec![0x20, 0x03, 0x00, 0x87, 0x00]);
 }
@@ -62,7 +62,7 @@ fn suback_v311_maps_failures() {
     let p = Packet::SubAck(SubAck {
         pkid: 1,
         reasons: vec![0, 1, 2, 0x80, 0x87, 0x8F],
-        properties: with_reason_string(),
+        properties: with_reason_string().into(),
     });
     assert_eq!(
         enc(&p, V4),
@@ -75,7 +75,7 @@ fn unsuback_v311_has_no_payload() {
     let p = Packet::UnsubAck(UnsubAck {
         pkid: 3,
         reasons: vec![0, 0x11],
-        properties: Properties::default(),
+        properties: Props::default(),
     });
     assert_eq!(enc(&p, V4), vec![0xB0, 0x02, 0, 3]);
     assert_eq!(enc(&p, V5), vec![0xB0, 0x05, 0, 3, 0, 0, 0x11]);
@@ -102,7 +102,7 @@ fn puback_family_short_forms() {
     let props = PubResp {
         pkid: 9,
         reason: 0,
-        properties: with_reason_string(),
+        properties: with_reason_string().into(),
     };
     assert_eq!(
         enc(&Packet::PubComp(props), V5),
@@ -117,7 +117,7 @@ fn disconnect_forms() {
     assert_eq!(enc(&d, V4), vec![0xE0, 0x00]);
     let d = Packet::Disconnect(Disconnect {
         reason: 0x8E,
-        properties: Properties::default(),
+        properties: Props::default(),
     });
     assert_eq!(enc(&d, V5), vec![0xE0, 0x01, 0x8E]);
     assert_eq!(enc(&d, V4), vec![0xE0, 0x00]);
@@ -194,7 +194,7 @@ fn string_too_long_is_an_error_and_out_is_untouched() {
     let p = Packet::PubAck(PubResp {
         pkid: 1,
         reason: 0,
-        properties: up,
+        properties: up.into(),
     });
     assert_eq!(
         encode(&p, V5, None, &mut BytesMut::new()),
@@ -250,7 +250,7 @@ fn max_size_strips_reason_string_and_user_properties() {
     let p = Packet::PubAck(PubResp {
         pkid: 1,
         reason: 0x10,
-        properties: props,
+        properties: props.into(),
     });
     let mut b = BytesMut::new();
     encode(&p, V5, Some(10), &mut b).unwrap();
@@ -270,7 +270,8 @@ fn max_size_strips_reason_string_and_user_properties() {
             receive_maximum: Some(10),
             reason_string: Some("x".repeat(50)),
             ..Default::default()
-        },
+        }
+        .into(),
     });
     let mut b = BytesMut::new();
     encode(&c, V5, Some(20), &mut b).unwrap();
@@ -284,7 +285,8 @@ fn oversized_subscription_identifier_is_an_error() {
         properties: Properties {
             subscription_identifiers: vec![u32::MAX],
             ..Default::default()
-        },
+        }
+        .into(),
         ..Default::default()
     });
     let mut b = BytesMut::new();

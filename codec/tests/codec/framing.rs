@@ -89,7 +89,7 @@ fn sample_frames() -> Vec<(Protocol, BytesMut)> {
             qos: QoS::AtLeastOnce,
             topic: "a/b".into(),
             pkid: 7,
-            properties: props,
+            properties: props.into(),
             payload: vec![1u8; 300].into(),
             ..Default::default()
         });

@@ -148,11 +148,11 @@ fn connect(p: Protocol) -> impl Strategy<Value = Packet> {
                         payload,
                         qos,
                         retain,
-                        properties,
+                        properties: properties.into(),
                     }),
                     username,
                     password,
-                    properties,
+                    properties: properties.into(),
                 }))
             },
         )
@@ -186,7 +186,7 @@ fn publish(p: Protocol) -> impl Strategy<Value = Packet> {
                     retain,
                     topic: topic.into(),
                     pkid: if at_most_once { 0 } else { pkid },
-                    properties,
+                    properties: properties.into(),
                     payload,
                 })
             },
@@ -216,7 +216,7 @@ fn pub_resp(p: Protocol) -> impl Strategy<Value = Packet> {
             let r = PubResp {
                 pkid,
                 reason,
-                properties,
+                properties: properties.into(),
             };
             match kind {
                 0 => Packet::PubAck(r),
@@ -250,7 +250,7 @@ fn subscribe(p: Protocol) -> impl Strategy<Value = Packet> {
         Packet::Subscribe(Subscribe {
             pkid,
             filters,
-            properties,
+            properties: properties.into(),
         })
     })
 }
@@ -264,7 +264,7 @@ fn unsubscribe(p: Protocol) -> impl Strategy<Value = Packet> {
         Packet::Unsubscribe(Unsubscribe {
             pkid,
             filters,
-            properties,
+            properties: properties.into(),
         })
     })
 }
@@ -282,7 +282,7 @@ fn disconnect(p: Protocol) -> impl Strategy<Value = Packet> {
         .prop_map(move |(reason, properties)| {
             Packet::Disconnect(Disconnect {
                 reason: if v5(p) { reason } else { 0 },
-                properties,
+                properties: properties.into(),
             })
         })
 }
@@ -293,8 +293,12 @@ fn auth() -> impl Strategy<Value = Packet> {
         p.authentication_data = d;
         p
     });
-    (prop::sample::select(vec![0x00u8, 0x18, 0x19]), props)
-        .prop_map(|(reason, properties)| Packet::Auth(Auth { reason, properties }))
+    (prop::sample::select(vec![0x00u8, 0x18, 0x19]), props).prop_map(|(reason, properties)| {
+        Packet::Auth(Auth {
+            reason,
+            properties: properties.into(),
+        })
+    })
 }
 
 fn client_packet(p: Protocol) -> BoxedStrategy<Packet> {
