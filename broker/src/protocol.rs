@@ -8,6 +8,7 @@
 
 mod connect;
 mod connection;
+mod memo;
 mod outbound;
 
 use std::net::SocketAddr;

@@ -242,7 +242,8 @@ impl Router {
     pub fn route(&self, msg: &Arc<Message>, logged: bool, mut shared: SharedChoice<'_>) -> bool {
         let index = self.index.read();
         let mut targets: Vec<Target<'_>> = Vec::new();
-        index.for_each_match(&msg.topic, |_, entry| match entry {
+        let mut any_shared = false;
+        let filters = index.for_each_match(&msg.topic, |_, entry| match entry {
             Entry::Direct(sub) => push_target(&mut targets, sub, msg),
             Entry::Shared(group) => {
                 let take = match &mut shared {
@@ -251,6 +252,7 @@ impl Router {
                     SharedChoice::Only(keys) => keys.contains(&group.key),
                 };
                 if take {
+                    any_shared = true;
                     pick_member(&mut targets, group, msg);
                 }
             }
@@ -258,12 +260,16 @@ impl Router {
         if targets.is_empty() {
             return false;
         }
-        // One delivery per client for overlapping subscriptions: highest QoS
-        // and every subscription identifier [MQTT-3.3.4-3/4/5].
-        if targets.len() > 1 {
-            targets.sort_by(|a, b| a.sub.client.cmp(&b.sub.client));
+        // One delivery per connection for overlapping subscriptions: highest
+        // QoS and every subscription identifier [MQTT-3.3.4-3/4/5]. By
+        // connection id, not client id: integers sort without comparing
+        // strings, and a client has one connection here (a takeover's old
+        // one is already being closed). One matching filter without share
+        // groups holds each client once: nothing to dedupe.
+        if targets.len() > 1 && (filters > 1 || any_shared) {
+            targets.sort_unstable_by_key(|t| t.sub.conn);
             targets.dedup_by(|later, first| {
-                if later.sub.client != first.sub.client {
+                if later.sub.conn != first.sub.conn {
                     return false;
                 }
                 first.qos = first.qos.max(later.qos);

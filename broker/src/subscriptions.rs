@@ -283,7 +283,21 @@ impl<K: Eq + Hash + Clone, V> SubscriptionIndex<K, V> {
     /// The references handed to `visit` live as long as the borrow of the
     /// index, so a caller can collect them (e.g. into a target list) and
     /// dedupe after the walk without cloning.
-    pub fn for_each_match<'a>(&'a self, topic: &TopicName, mut visit: impl FnMut(&'a K, &'a V)) {
+    ///
+    /// Returns how many filters matched (with at least one entry): when it
+    /// is one, no key was visited twice, and a caller can skip its dedupe.
+    pub fn for_each_match<'a>(
+        &'a self,
+        topic: &TopicName,
+        mut visit: impl FnMut(&'a K, &'a V),
+    ) -> usize {
+        let mut filters = 0;
+        let mut visit_all = |entries: &'a Entries<K, V>| {
+            if !entries.is_empty() {
+                filters += 1;
+                entries.for_each(&mut visit);
+            }
+        };
         // Pending `+` branches: the node to continue from and the topic levels
         // still to consume. Empty (and unallocated) unless a `+` child exists.
         let mut pending: Vec<(&'a Node<K, V>, std::str::Split<'_, char>)> = Vec::new();
@@ -295,12 +309,12 @@ impl<K: Eq + Hash + Clone, V> SubscriptionIndex<K, V> {
                 let Some(level) = rest.next() else {
                     // Topic exhausted: exact filters end here, and "x/#"
                     // also matches "x" (the parent level).
-                    node.subs.for_each(&mut visit);
-                    node.hash.for_each(&mut visit);
+                    visit_all(&node.subs);
+                    visit_all(&node.hash);
                     break;
                 };
                 if !guard_dollar {
-                    node.hash.for_each(&mut visit);
+                    visit_all(&node.hash);
                     if let Some(plus) = node.plus.as_deref() {
                         pending.push((plus, rest.clone()));
                     }
@@ -313,6 +327,7 @@ impl<K: Eq + Hash + Clone, V> SubscriptionIndex<K, V> {
             }
             cursor = pending.pop();
         }
+        filters
     }
 
     /// Number of (filter, key) entries.

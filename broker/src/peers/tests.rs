@@ -77,6 +77,13 @@ fn pump(wire: &Wire, nodes: &[Node]) {
     }
 }
 
+/// Each client's connection id, as distinct as the broker's real ones.
+fn conn_of(client: &str) -> u64 {
+    client
+        .bytes()
+        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+}
+
 fn sub(node: &Node, client: &str, filter: &str) -> mpsc::Receiver<Delivery> {
     let (tx, rx) = mpsc::channel(64);
     let key = Subscription::parse(filter, &TopicLimits::default()).unwrap();
@@ -84,7 +91,7 @@ fn sub(node: &Node, client: &str, filter: &str) -> mpsc::Receiver<Delivery> {
         &key,
         LiveSub {
             client: ClientId::new(client),
-            conn: 0,
+            conn: conn_of(client),
             opts: SubOptions {
                 qos: QoS::AtLeastOnce,
                 no_local: false,
@@ -142,7 +149,9 @@ fn unsubscribe_withdraws_interest() {
     let _rx = sub(&nodes[1], "a", "t");
     pump(&wire, &nodes);
     let key = Subscription::parse("t", &TopicLimits::default()).unwrap();
-    nodes[1].router.unsubscribe(&key, &ClientId::new("a"), 0);
+    nodes[1]
+        .router
+        .unsubscribe(&key, &ClientId::new("a"), conn_of("a"));
     nodes[1].peers.announce_changes(&nodes[1].router);
     pump(&wire, &nodes);
     nodes[0].peers.route(&msg("t"), false, &nodes[0].router);
@@ -199,7 +208,9 @@ fn unsubscribe_then_resubscribe_in_one_window_stays_subscribed() {
     let _first = sub(&nodes[1], "a", "t");
     pump(&wire, &nodes);
     // Both changes land in one announcement (a takeover on the same node).
-    nodes[1].router.unsubscribe(&key, &ClientId::new("a"), 0);
+    nodes[1]
+        .router
+        .unsubscribe(&key, &ClientId::new("a"), conn_of("a"));
     let mut rx = {
         let (tx, rx) = mpsc::channel(8);
         nodes[1].router.subscribe(

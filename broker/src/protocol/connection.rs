@@ -18,6 +18,7 @@ use tracing::Instrument;
 use starling_auth::Action;
 use tokio::sync::watch;
 
+use super::memo::TopicMemo;
 use super::outbound::{Outbound, Outgoing};
 use super::{Peer, Transport, connect, qos_from_wire, reason, reason_text};
 use crate::access::ClientAuth;
@@ -34,14 +35,23 @@ pub(super) type Writer<T> = FramedWrite<WriteHalf<T>, MqttCodec>;
 
 /// Deliveries drained from the queue per wake-up before writing, so one
 /// flush carries many packets.
-const DRAIN_BATCH: usize = 64;
+const DRAIN_BATCH: usize = 256;
+
+/// Bytes buffered before a write goes to the socket mid-batch.
+const WRITE_BATCH_BYTES: usize = 32 * 1024;
+
+/// Read buffer of a new (or quiet again) connection; the codec grows it
+/// while reads keep filling it.
+const FIRST_READ_BUFFER: usize = 512;
+
+/// Packets handled or written in one go that count as a quiet moment.
+const QUIET_BATCH: usize = 2;
+
+/// Read and write buffers larger than this are released in a quiet moment.
+const IDLE_BUFFER_BYTES: usize = 4096;
 
 /// v5 DISCONNECT reason: the response ladder's disconnect step.
 const MESSAGE_RATE_TOO_HIGH: u8 = 0x96;
-
-/// Decisions a connection remembers per policy (receive by topic, allowed
-/// publishes by topic, QoS and retain).
-const RECEIVE_MEMO: usize = 256;
 
 /// Longest a write to one client may stall before it is disconnected.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -99,10 +109,10 @@ pub(super) struct Connection {
     /// Fires when a new policy is in force.
     pub policy_seen: watch::Receiver<u64>,
     /// `receive` decisions of the policy in force, by topic.
-    pub receive_memo: HashMap<TopicName, bool>,
-    /// `publish` (and `retain`) allowed by the policy in force, by topic,
-    /// QoS and retain flag.
-    pub publish_memo: HashSet<(TopicName, u8, bool)>,
+    pub receive_memo: TopicMemo<bool>,
+    /// `publish` (and `retain`) allowed by the policy in force, by topic:
+    /// a bit per QoS and retain flag (see `publish_bit`).
+    pub publish_memo: TopicMemo<u8>,
     /// The policy sequence number the memos belong to.
     pub memo_seq: u64,
     /// When the packets being handled were read: the receive instant of the
@@ -127,8 +137,10 @@ pub(crate) async fn serve<T: Transport>(stream: T, peer: Peer, broker: Arc<Broke
     let (rd, wr) = tokio::io::split(stream);
     // Small initial buffers: they grow with traffic, and an idle connection
     // should cost little (8 KiB each by default).
-    let mut reader: Reader<T> = FramedRead::with_capacity(rd, MqttCodec::new(pre_auth), 512);
+    let mut reader: Reader<T> =
+        FramedRead::with_capacity(rd, MqttCodec::new(pre_auth), FIRST_READ_BUFFER);
     let mut writer: Writer<T> = FramedWrite::new(wr, MqttCodec::new(pre_auth));
+    writer.set_backpressure_boundary(WRITE_BATCH_BYTES);
     *writer.write_buffer_mut() = bytes::BytesMut::new();
     let first = tokio::select! {
         r = tokio::time::timeout(broker.config.session.connect_timeout, reader.next()) => r,
@@ -211,10 +223,17 @@ impl Connection {
             this.pull_queue(&mut out_buf).await;
             let exit = loop {
                 // A client that stops reading must not pin this task (and with
-                // it takeover, keep alive and shutdown) forever.
-                let flush =
-                    tokio::time::timeout(WRITE_TIMEOUT, this.flush(&mut writer, &mut out_buf));
-                match Box::pin(flush).await {
+                // it takeover, keep alive and shutdown) forever. Nothing to
+                // write (a wake-up that only read acknowledgements): no
+                // timer, no allocation.
+                let flushed = if out_buf.is_empty() {
+                    Ok(Ok(()))
+                } else {
+                    let flush =
+                        tokio::time::timeout(WRITE_TIMEOUT, this.flush(&mut writer, &mut out_buf));
+                    Box::pin(flush).await
+                };
+                match flushed {
                     Ok(Ok(())) => {}
                     Ok(Err(exit)) => break exit,
                     Err(_) => {
@@ -259,6 +278,12 @@ impl Connection {
                                     tracing::debug!(error = %e, "malformed packet");
                                     exit = Some(Exit::Violation(e.reason_code()));
                                 }
+                                Some(Ok(Packet::PubAck(r))) if !this.persistent => {
+                                    // The most frequent packet of a subscriber,
+                                    // handled in place: nothing to commit.
+                                    this.out.on_puback(r.pkid);
+                                    this.refill(&mut out_buf);
+                                }
                                 Some(Ok(packet)) => {
                                     // Boxed: handling a packet (publish, commits, acks)
                                     // needs kilobytes of state only while it runs; an
@@ -276,6 +301,14 @@ impl Connection {
                         }
                         if let Some(exit) = exit {
                             break exit;
+                        }
+                        if handled <= QUIET_BATCH {
+                            // See `flush`: a quiet moment shrinks the read
+                            // buffer back to its first size.
+                            let b = reader.read_buffer_mut();
+                            if b.is_empty() && b.capacity() > IDLE_BUFFER_BYTES {
+                                *b = bytes::BytesMut::with_capacity(FIRST_READ_BUFFER);
+                            }
                         }
                     }
                     Some(d) = recv(&mut rx), if this.out.has_room() => {
@@ -324,8 +357,12 @@ impl Connection {
         // One clock read per batch for the latency of every PUBLISH in it.
         let now = std::time::Instant::now();
         let mut freed = false;
+        let mut written = 0;
+        let mut batch = Vec::new();
         while !buf.is_empty() {
-            for packet in std::mem::take(buf) {
+            std::mem::swap(buf, &mut batch);
+            for packet in batch.drain(..) {
+                written += 1;
                 self.write_one(writer, packet, now, &mut freed).await?;
             }
             if freed {
@@ -336,7 +373,20 @@ impl Connection {
         }
         SinkExt::<&Packet>::flush(writer)
             .await
-            .map_err(|_| Exit::Lost)
+            .map_err(|_| Exit::Lost)?;
+        if written <= QUIET_BATCH {
+            // A quiet moment: give back what a burst made these buffers grow
+            // to, so a connection that was busy once does not stay large.
+            if writer.write_buffer().capacity() > IDLE_BUFFER_BYTES {
+                *writer.write_buffer_mut() = bytes::BytesMut::new();
+            }
+            if batch.capacity() > QUIET_BATCH {
+                batch = Vec::new();
+            }
+        }
+        // Keep the allocation for the next batch.
+        *buf = batch;
+        Ok(())
     }
 
     /// Writes one packet into the write buffer; a PUBLISH too large for the
@@ -488,8 +538,15 @@ impl Connection {
     }
 
     async fn after_ack(&mut self, out: &mut Vec<Outgoing>) {
-        self.out.refill(now_ms(), out);
+        self.refill(out);
         self.pull_queue(out).await;
+    }
+
+    /// Moves live deliveries waiting for the window into it.
+    fn refill(&mut self, out: &mut Vec<Outgoing>) {
+        if self.out.pending_len() > 0 {
+            self.out.refill(now_ms(), out);
+        }
     }
 
     /// Sends what fits of the session's replicated queue.
@@ -599,7 +656,6 @@ impl Connection {
             }
             return Ok(());
         }
-        let now = now_ms();
         let expiry_secs = p.properties.message_expiry_interval;
         let props = if v5 {
             let mut p = p.properties.take();
@@ -619,7 +675,7 @@ impl Connection {
             qos,
             retain: p.retain,
             props: Arc::new(props),
-            expires_at_ms: expiry_secs.map(|s| now.saturating_add(u64::from(s) * 1000)),
+            expires_at_ms: expiry_secs.map(|s| now_ms().saturating_add(u64::from(s) * 1000)),
             publisher: Some(self.client_id.clone()),
             received_at: Some(self.read_at),
         });
@@ -760,8 +816,9 @@ impl Connection {
     /// asked every time so each one is counted and reported.
     fn may_publish(&mut self, topic: &TopicName, qos: QoS, retain: bool) -> bool {
         self.forget_stale_decisions();
-        let key = (topic.clone(), qos as u8, retain);
-        if self.publish_memo.contains(&key) {
+        let bit = publish_bit(qos, retain);
+        let known = self.publish_memo.get(topic).unwrap_or(0);
+        if known & bit != 0 {
             return true;
         }
         let access = &self.broker.access;
@@ -775,10 +832,7 @@ impl Connection {
                     .auth
                     .check(access, &policy, Action::Retain, t, qos as u8, true));
         if allowed {
-            if self.publish_memo.len() >= RECEIVE_MEMO {
-                self.publish_memo.clear();
-            }
-            self.publish_memo.insert(key);
+            self.publish_memo.insert(topic, known | bit);
         }
         allowed
     }
@@ -1229,19 +1283,16 @@ fn schedule_will(broker: &Arc<Broker>, auth: Arc<ClientAuth>, will: WillSpec, de
 fn receive_allowed(
     broker: &Broker,
     auth: &ClientAuth,
-    memo: &mut HashMap<TopicName, bool>,
+    memo: &mut TopicMemo<bool>,
     topic: &TopicName,
 ) -> bool {
     let allowed = match memo.get(topic) {
-        Some(&a) => a,
+        Some(a) => a,
         None => {
             let access = &broker.access;
             let policy = access.policy();
             let a = auth.check(access, &policy, Action::Receive, topic.as_str(), 0, false);
-            if memo.len() >= RECEIVE_MEMO {
-                memo.clear();
-            }
-            memo.insert(topic.clone(), a);
+            memo.insert(topic, a);
             a
         }
     };
@@ -1253,6 +1304,11 @@ fn receive_allowed(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     allowed
+}
+
+/// The bit of a publish memo entry for one QoS and retain flag.
+fn publish_bit(qos: QoS, retain: bool) -> u8 {
+    1 << ((qos as u8) * 2 + u8::from(retain))
 }
 
 fn ack_packet(qos: QoS, pkid: u16, code: u8) -> Packet {

@@ -2,12 +2,12 @@
 //! (Receive Maximum), the overflow queue, packet ids and outbound topic
 //! aliases. Pure state: it returns packets, the connection writes them.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytestring::ByteString;
-use starling_codec::{self as codec, Packet, Properties, Props, Protocol, PubResp};
+use starling_codec::{self as codec, Packet, Props, Protocol, PubResp};
 
 use super::qos_to_wire;
 use crate::message::{Message, QoS};
@@ -80,7 +80,9 @@ pub(super) struct Drops {
 pub(super) struct Outbound {
     protocol: Protocol,
     window: usize,
-    inflight: BTreeMap<u16, Inflight>,
+    /// By packet id; a hash map (fast hasher), not a tree: entries come
+    /// and go once per message and are never walked in order.
+    inflight: HashMap<u16, Inflight, foldhash::fast::RandomState>,
     pending: VecDeque<Delivery>,
     max_pending: usize,
     next_pkid: u16,
@@ -100,7 +102,7 @@ impl Outbound {
         Outbound {
             protocol,
             window: usize::from(window.max(1)),
-            inflight: BTreeMap::new(),
+            inflight: HashMap::default(),
             pending: VecDeque::new(),
             max_pending,
             next_pkid: 1,
@@ -394,17 +396,34 @@ impl Outbound {
         dup: bool,
         now_ms: u64,
     ) -> Packet {
-        let mut properties = Properties::default();
+        // Written field by field, only where there is something to say:
+        // `Props` allocates on the first write, and most messages carry no
+        // property at all.
+        let mut properties = Props::default();
         let mut topic: ByteString = msg.topic.inner().clone();
         if self.protocol == Protocol::V5 {
             let p = &msg.props;
-            properties.payload_format_indicator = p.payload_format_utf8.then_some(1);
-            properties.content_type.clone_from(&p.content_type);
-            properties.response_topic.clone_from(&p.response_topic);
-            properties.correlation_data.clone_from(&p.correlation_data);
-            properties.user_properties.clone_from(&p.user_properties);
-            properties.message_expiry_interval = msg.remaining_expiry_secs(now_ms);
-            properties.subscription_identifiers = subscription_ids.to_vec();
+            if p.payload_format_utf8 {
+                properties.payload_format_indicator = Some(1);
+            }
+            if p.content_type.is_some() {
+                properties.content_type.clone_from(&p.content_type);
+            }
+            if p.response_topic.is_some() {
+                properties.response_topic.clone_from(&p.response_topic);
+            }
+            if p.correlation_data.is_some() {
+                properties.correlation_data.clone_from(&p.correlation_data);
+            }
+            if !p.user_properties.is_empty() {
+                properties.user_properties.clone_from(&p.user_properties);
+            }
+            if let Some(left) = msg.remaining_expiry_secs(now_ms) {
+                properties.message_expiry_interval = Some(left);
+            }
+            if !subscription_ids.is_empty() {
+                properties.subscription_identifiers = subscription_ids.to_vec();
+            }
             if self.alias_max > 0 {
                 match self.aliases.get(&msg.topic) {
                     Some(&alias) => {
@@ -429,7 +448,7 @@ impl Outbound {
             retain,
             topic,
             pkid,
-            properties: properties.into(),
+            properties,
             payload: msg.payload.clone(),
         })
     }
