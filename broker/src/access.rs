@@ -161,6 +161,16 @@ pub(crate) struct ClientAuth {
 }
 
 impl ClientAuth {
+    /// This client as plugin hooks see it.
+    pub fn plugin_client(&self) -> starling_plugins::Client<'_> {
+        starling_plugins::Client {
+            client_id: self.client_id.as_str(),
+            username: self.principal.username.as_deref(),
+            remote: self.source,
+            listener: &self.listener,
+        }
+    }
+
     /// Asks `policy` about `action` on `topic`.
     pub fn decide<'p>(
         &self,

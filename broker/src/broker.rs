@@ -226,6 +226,8 @@ pub(crate) struct Broker {
     pub metrics: Arc<Metrics>,
     /// Publish-rate baselines, bursts and the response ladder.
     pub telemetry: Arc<crate::telemetry::Telemetry>,
+    /// Plugin hooks, run after the policy allowed an action.
+    pub plugins: starling_plugins::PluginChain,
     /// Set at SIGTERM: not ready, no new clients, connections leaving.
     pub draining: std::sync::atomic::AtomicBool,
     /// `$SYS` retained values: node-local, never replicated.
@@ -357,7 +359,14 @@ impl Broker {
         let run = rand::random::<u64>();
         let peers = Peers::new(config.node.id, run, membership.transport.clone());
         let telemetry = Arc::new(crate::telemetry::Telemetry::new(&config.telemetry));
+        let plugins = starling_plugins::PluginChain::build(&config.plugins).map_err(|e| {
+            crate::error::ConfigError::Invalid {
+                key: "plugins",
+                reason: e.to_string(),
+            }
+        })?;
         let broker = Arc::new(Broker {
+            plugins,
             node_id: config.node.id,
             telemetry,
             draining: std::sync::atomic::AtomicBool::new(false),

@@ -37,6 +37,9 @@ pub struct Config {
     pub security: SecurityConfig,
     /// Security telemetry: publish-rate baselines, bursts, the response ladder.
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// Built-in plugins (`[[plugins]]`), run in this order after the policy
+    /// allowed an action (`docs/plugins.md`).
+    pub plugins: Vec<starling_plugins::PluginConfig>,
 }
 
 impl Default for Config {
@@ -52,6 +55,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             security: SecurityConfig::default(),
             telemetry: crate::telemetry::TelemetryConfig::default(),
+            plugins: Vec::new(),
         }
     }
 }
@@ -491,6 +495,9 @@ impl Config {
         };
         if self.listeners.is_empty() {
             return invalid("listeners", "at least one listener is required");
+        }
+        if let Err(e) = starling_plugins::PluginChain::build(&self.plugins) {
+            return invalid("plugins", &e.to_string());
         }
         let mut names = std::collections::HashSet::new();
         for listener in &self.listeners {

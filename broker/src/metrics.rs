@@ -66,11 +66,13 @@ pub(crate) enum ConnectRefusal {
     Banned,
     /// The class connected from outside its zones (strict classes).
     UnexpectedSource,
+    /// A plugin refused the connection.
+    Plugin,
 }
 
 impl ConnectRefusal {
     /// Every reason, in label order.
-    pub const ALL: [ConnectRefusal; 11] = [
+    pub const ALL: [ConnectRefusal; 12] = [
         ConnectRefusal::AuthMethod,
         ConnectRefusal::Unavailable,
         ConnectRefusal::Quota,
@@ -82,6 +84,7 @@ impl ConnectRefusal {
         ConnectRefusal::ProtocolVersion,
         ConnectRefusal::Banned,
         ConnectRefusal::UnexpectedSource,
+        ConnectRefusal::Plugin,
     ];
 
     /// The label value.
@@ -98,6 +101,7 @@ impl ConnectRefusal {
             ConnectRefusal::ProtocolVersion => "protocol_version",
             ConnectRefusal::Banned => "banned",
             ConnectRefusal::UnexpectedSource => "unexpected_source",
+            ConnectRefusal::Plugin => "plugin",
         }
     }
 }
@@ -389,6 +393,12 @@ const SCRAPED: &[(&str, &str, Kind, &[&str])] = &[
         "Bursts of failed logins from one source or for one client id.",
         Kind::Counter,
         &[],
+    ),
+    (
+        "starling_plugin_rejections_total",
+        "Actions refused by a plugin, by plugin name and hook.",
+        Kind::Counter,
+        &["plugin", "hook"],
     ),
     (
         "starling_bans_active",
@@ -694,6 +704,13 @@ fn collect_access(b: &Broker, s: &mut Scrape) {
     let access = &b.access;
     let policy = access.policy();
     s.add("starling_policy_version", &[], access.seq() as f64);
+    for (plugin, hook, n) in b.plugins.rejections() {
+        s.add(
+            "starling_plugin_rejections_total",
+            &[&plugin, hook],
+            n as f64,
+        );
+    }
     s.add(
         "starling_policy_info",
         &[policy.hash(), policy.revision()],

@@ -76,6 +76,33 @@ pub(crate) mod reason {
     pub const PAYLOAD_FORMAT_INVALID: u8 = 0x99;
 }
 
+/// The packet a plugin refused (answered by CONNACK, PUBACK/PUBREC or
+/// SUBACK): each answer allows its own set of v5 reason codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Connect,
+    Publish,
+    Subscribe,
+}
+
+/// The v5 reason code for a plugin's refusal in `answer`.
+fn plugin_reason(r: starling_plugins::Rejection, answer: Answer) -> u8 {
+    use starling_plugins::Rejection::*;
+    const IMPLEMENTATION_SPECIFIC: u8 = 0x83;
+    const PACKET_TOO_LARGE: u8 = 0x95;
+    match (r, answer) {
+        (NotAuthorized, _) => reason::NOT_AUTHORIZED,
+        (Quota, _) => reason::QUOTA_EXCEEDED,
+        (PayloadInvalid, Answer::Subscribe) | (TooLarge, Answer::Subscribe) => {
+            IMPLEMENTATION_SPECIFIC
+        }
+        (PayloadInvalid, _) => reason::PAYLOAD_FORMAT_INVALID,
+        (TooLarge, Answer::Connect) => PACKET_TOO_LARGE,
+        // PUBACK/PUBREC have no "too large": the quota is what was exceeded.
+        (TooLarge, Answer::Publish) => reason::QUOTA_EXCEEDED,
+    }
+}
+
 /// Human-readable text for the reason codes the broker closes connections
 /// with; sent as the v5 DISCONNECT Reason String.
 fn reason_text(code: u8) -> &'static str {

@@ -27,6 +27,8 @@ mod malformed;
 mod metrics;
 #[path = "mqtt/operations.rs"]
 mod operations;
+#[path = "mqtt/plugins.rs"]
+mod plugins;
 #[path = "mqtt/policy_cli.rs"]
 mod policy_cli;
 #[path = "mqtt/pubsub.rs"]

@@ -718,5 +718,17 @@ async fn authorize<T: Transport>(
             return None;
         }
     }
+    if let Err(r) = broker.plugins.on_connect(&auth.plugin_client()) {
+        tracing::debug!(plugin = %r.plugin, "connection refused by a plugin");
+        refuse(
+            broker,
+            writer,
+            ConnectRefusal::Plugin,
+            super::plugin_reason(r.reason, super::Answer::Connect),
+            "refused by a plugin",
+        )
+        .await;
+        return None;
+    }
     Some(auth)
 }

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use super::memo::TopicMemo;
 use super::outbound::{Outbound, Outgoing};
-use super::{Peer, Transport, connect, qos_from_wire, reason, reason_text};
+use super::{Answer, Peer, Transport, connect, plugin_reason, qos_from_wire, reason, reason_text};
 use crate::access::ClientAuth;
 use crate::broker::{Broker, Control, PendingWill, PublishError, SESSION_TAKEN_OVER};
 use crate::message::{ClientId, Message, MessageProps, QoS, SubOptions, now_ms};
@@ -656,6 +656,32 @@ impl Connection {
             }
             return Ok(());
         }
+        if !self.broker.plugins.is_empty() {
+            let msg = starling_plugins::Publish {
+                topic: topic.as_str(),
+                payload: &p.payload,
+                qos: qos as u8,
+                retain: p.retain,
+            };
+            if let Err(r) = self
+                .broker
+                .plugins
+                .on_publish(&self.auth.plugin_client(), &msg)
+            {
+                tracing::debug!(plugin = %r.plugin, topic = %topic.as_str(), "publish refused by a plugin");
+                // As a policy denial: v5 says why for QoS 1/2; QoS 0 and
+                // 3.1.1 drop it (3.1.1 QoS 1/2 still acknowledged).
+                if qos != QoS::AtMostOnce {
+                    let code = if v5 {
+                        plugin_reason(r.reason, Answer::Publish)
+                    } else {
+                        0
+                    };
+                    out.push(ack_packet(qos, p.pkid, code).into());
+                }
+                return Ok(());
+            }
+        }
         let expiry_secs = p.properties.message_expiry_interval;
         let props = if v5 {
             let mut p = p.properties.take();
@@ -781,6 +807,10 @@ impl Connection {
         }
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
+            // The rest of this batch was read before the wait but is handled
+            // after it: the rate tracker and token buckets must see time pass,
+            // or every later packet of the batch would owe one more token.
+            self.read_at = std::time::Instant::now();
         }
         Ok(())
     }
@@ -937,6 +967,15 @@ impl Connection {
                 false,
             ) {
                 reasons.push(fail(reason::NOT_AUTHORIZED));
+                continue;
+            }
+            if let Err(r) = self
+                .broker
+                .plugins
+                .on_subscribe(&self.auth.plugin_client(), &f.filter)
+            {
+                tracing::debug!(plugin = %r.plugin, filter = %f.filter, "subscription refused by a plugin");
+                reasons.push(fail(plugin_reason(r.reason, Answer::Subscribe)));
                 continue;
             }
             let existed = self.subscriptions.contains_key(&sub);
@@ -1104,6 +1143,9 @@ impl Connection {
         mut out_buf: Vec<Outgoing>,
     ) {
         tracing::debug!(?exit, "connection closing");
+        self.broker
+            .plugins
+            .on_disconnect(&self.auth.plugin_client());
         let code = match exit {
             Exit::Violation(c) | Exit::Kicked(c) => Some(c),
             _ => None,
