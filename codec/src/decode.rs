@@ -1,15 +1,16 @@
 //! Client→server packet decoding.
 //!
-//! [`decode`] frames with [`crate::frame::check`], splits the frame off the
-//! read buffer as one `Bytes`, and parses from that so payloads, topics and
-//! binary properties are zero-copy. Every parser must consume the frame
+//! [`decode`] frames with [`crate::frame::check`], takes the frame off the
+//! read buffer as one `Bytes` (small PUBLISH frames copied, everything else
+//! split off), and parses from that so payloads, topics and binary
+//! properties are slices of the frame. Every parser must consume the frame
 //! exactly: leftover bytes are a Malformed Packet.
 
 mod connect;
 mod properties;
 mod reader;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use self::properties::{Context, read_properties};
 use self::reader::Reader;
@@ -17,6 +18,14 @@ use crate::{
     Auth, DecodeError, Disconnect, Limits, Packet, Protocol, PubResp, Publish, QoS, RetainHandling,
     Subscribe, SubscribeFilter, Unsubscribe, frame,
 };
+
+/// Packet type of PUBLISH in the fixed header's high nibble.
+const PUBLISH: u8 = 3;
+
+/// PUBLISH frames smaller than this are copied out of the read buffer;
+/// larger ones are sliced (zero-copy): they fill a good part of the buffer
+/// anyway, so pinning it costs little.
+const COPY_PUBLISH_BELOW: usize = 16 * 1024;
 
 /// Decode one client→server packet from the front of `buf` if a whole frame
 /// is buffered.
@@ -37,7 +46,21 @@ pub fn decode(
     let Some(header) = frame::check(buf, protocol, limits)? else {
         return Ok(None);
     };
-    let mut frame = buf.split_to(header.frame_len).freeze();
+    let mut frame = if header.byte1 >> 4 == PUBLISH && header.frame_len < COPY_PUBLISH_BELOW {
+        // A small PUBLISH gets its own allocation: its topic and payload may
+        // be kept for a long time (queued for a slow or offline client,
+        // retained), and a slice would pin the whole read buffer it arrived
+        // in (up to 64 KiB for one 100-byte message). It also leaves the read
+        // buffer unshared, so the next read reuses it instead of allocating.
+        let Some(bytes) = buf.get(..header.frame_len) else {
+            return Err(DecodeError::MalformedPacket("truncated frame"));
+        };
+        let copy = Bytes::copy_from_slice(bytes);
+        buf.advance(header.frame_len);
+        copy
+    } else {
+        buf.split_to(header.frame_len).freeze()
+    };
     if frame.remaining() < header.header_len {
         // Unreachable by construction of `check`; kept so this can never panic.
         return Err(DecodeError::MalformedPacket("truncated fixed header"));

@@ -110,6 +110,12 @@ impl Properties {
 
 static NO_PROPERTIES: Properties = Properties::EMPTY;
 
+/// True for the shared empty set a [`Props`] without properties derefs to:
+/// the encoder's fast path, one pointer comparison instead of a field walk.
+pub(crate) fn is_shared_empty(p: &Properties) -> bool {
+    std::ptr::eq(p, &NO_PROPERTIES)
+}
+
 /// A packet's properties, boxed only when there are any.
 ///
 /// Reads go through `Deref` (an empty set when there are none); a write

@@ -33,9 +33,13 @@ use crate::topic::{Subscription, TopicLimits, TopicName};
 pub(super) type Reader<T> = FramedRead<ReadHalf<T>, MqttCodec>;
 pub(super) type Writer<T> = FramedWrite<WriteHalf<T>, MqttCodec>;
 
+/// Packets a client pipelined that are handled per wake-up before the
+/// answers are written (one flush carries all their acknowledgements).
+const READ_BATCH: usize = 256;
+
 /// Deliveries drained from the queue per wake-up before writing, so one
 /// flush carries many packets.
-const DRAIN_BATCH: usize = 256;
+const DELIVERY_BATCH: usize = 256;
 
 /// Bytes buffered before a write goes to the socket mid-batch.
 const WRITE_BATCH_BYTES: usize = 32 * 1024;
@@ -294,7 +298,7 @@ impl Connection {
                                 }
                             }
                             handled += 1;
-                            if exit.is_some() || handled >= DRAIN_BATCH {
+                            if exit.is_some() || handled >= READ_BATCH {
                                 break;
                             }
                             next = reader.next().now_or_never();
@@ -311,11 +315,14 @@ impl Connection {
                             }
                         }
                     }
-                    Some(d) = recv(&mut rx), if this.out.has_room() => {
+                    // Messages wait in the channel and then in the window's
+                    // backlog: together they hold at most
+                    // `limits.max_queued_messages` (the channel alone can).
+                    Some(d) = recv(&mut rx), if this.out.has_room(rx_len(&rx)) => {
                         let now = now_ms();
                         this.deliver(d, now, &mut out_buf);
-                        for _ in 0..DRAIN_BATCH {
-                            if !this.out.has_room() {
+                        for _ in 0..DELIVERY_BATCH {
+                            if !this.out.has_room(rx_len(&rx)) {
                                 break;
                             }
                             match rx.as_mut().map(|r| r.try_recv()) {
@@ -1260,6 +1267,11 @@ async fn retry_submit(broker: Arc<Broker>, cmd: Command) {
 }
 
 /// The next live delivery; never resolves while there is no channel.
+/// Deliveries waiting in the channel.
+fn rx_len(rx: &Option<mpsc::Receiver<Delivery>>) -> usize {
+    rx.as_ref().map_or(0, |r| r.len())
+}
+
 async fn recv(rx: &mut Option<mpsc::Receiver<Delivery>>) -> Option<Delivery> {
     match rx {
         Some(r) => r.recv().await,

@@ -120,9 +120,12 @@ impl Outbound {
         self.resend_through = seq;
     }
 
-    /// True while another delivery can be accepted without dropping.
-    pub fn has_room(&self) -> bool {
-        self.pending.len() < self.max_pending
+    /// True while another delivery can move into the backlog: `waiting`
+    /// more wait in the connection's channel, and both together stay
+    /// within the client's queue limit. An empty backlog always has room
+    /// (a full channel must still drain).
+    pub fn has_room(&self, waiting: usize) -> bool {
+        self.pending.is_empty() || self.pending.len() + waiting < self.max_pending
     }
 
     /// Messages sent and not yet acknowledged (PUBREL stage included).

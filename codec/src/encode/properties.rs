@@ -9,6 +9,9 @@ use crate::{EncodeError, Properties};
 
 /// Byte length of the property block (without its length prefix).
 pub(crate) fn properties_len(p: &Properties, lean: bool) -> Result<usize, EncodeError> {
+    if crate::properties::is_shared_empty(p) {
+        return Ok(0);
+    }
     let mut c = Counter::default();
     write_all(&mut c, p, lean)?;
     Ok(c.0)
@@ -21,6 +24,10 @@ pub(crate) fn put_properties<W: Sink>(
     p: &Properties,
     lean: bool,
 ) -> Result<(), EncodeError> {
+    if crate::properties::is_shared_empty(p) {
+        w.put_u8(0);
+        return Ok(());
+    }
     put_varint(w, properties_len(p, lean)?)?;
     write_all(w, p, lean)
 }

@@ -188,3 +188,54 @@ fn auth_is_v5_only() {
 fn pingreq_with_body_is_malformed() {
     malformed(&[0xC0, 0x01, 0x00], Protocol::V311);
 }
+
+/// A small PUBLISH kept alive (queued, retained) must not hold on to the read
+/// buffer it arrived in: the buffer stays unshared and is reused in place.
+#[test]
+fn small_publish_does_not_pin_the_read_buffer() {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    // QoS 0 PUBLISH, topic "t", payload "hello", followed by part of another.
+    buf.extend_from_slice(&[0x30, 8, 0, 1, b't', b'h', b'e', b'l', b'l', b'o', 0x30]);
+    let start = buf.as_ptr();
+    let kept = decode(&mut buf, Protocol::V311, &Limits::default())
+        .unwrap()
+        .unwrap();
+    let Packet::Publish(p) = &kept else {
+        panic!("{kept:?}")
+    };
+    assert_eq!(&p.payload[..], b"hello");
+    // Room for the whole capacity again means reclaiming the consumed
+    // front, which an unshared buffer does in place; a shared one (a slice
+    // still alive in `kept`) would be reallocated elsewhere.
+    buf.reserve(64 * 1024 - buf.len());
+    assert_eq!(
+        buf.as_ptr(),
+        start,
+        "the decoded message pins the read buffer"
+    );
+    assert_eq!(&buf[..], &[0x30]);
+    drop(kept);
+}
+
+/// A large PUBLISH is sliced out of the buffer without a copy.
+#[test]
+fn large_publish_is_not_copied() {
+    let payload = vec![7u8; 20 * 1024];
+    let mut frame = BytesMut::new();
+    let p = Publish {
+        topic: "big".into(),
+        payload: payload.clone().into(),
+        ..Publish::default()
+    };
+    encode(&Packet::Publish(p), Protocol::V311, None, &mut frame).unwrap();
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    buf.extend_from_slice(&frame);
+    let start = buf.as_ptr() as usize;
+    let Some(Packet::Publish(got)) = decode(&mut buf, Protocol::V311, &Limits::default()).unwrap()
+    else {
+        panic!("not a publish")
+    };
+    let at = got.payload.as_ptr() as usize;
+    assert!(at > start && at < start + 64 * 1024, "payload was copied");
+    assert_eq!(&got.payload[..], &payload[..]);
+}
