@@ -79,20 +79,6 @@ wait_ready() { # admin-addr pid
 
 printf 'cluster-bench-secret-0123456789abcdef' >"$WORK/secret"
 
-# Same settings as compare.sh's Starling.
-common() {
-  cat <<'EOF'
-[limits]
-max_inflight = 1000
-receive_maximum = 1000
-max_queued_messages = 100000
-max_connections = 100000
-
-[sys]
-interval = "0s"
-EOF
-}
-
 MQTT_ADDR=()
 start_nodes() { # count
   local n=$1 i j peers
@@ -111,7 +97,7 @@ start_nodes() { # count
     done
     rm -rf "$WORK/n$i"
     {
-      common
+      cat "$ROOT/bench/starling.toml"
       printf '\n[node]\nid = %s\ndata_dir = "%s"\n' "$i" "$WORK/n$i"
       printf '\n[admin]\nlisten = "127.0.0.4%s:%s"\n' "$i" "${admin_port[i]}"
       if [ "$n" -gt 1 ]; then

@@ -102,16 +102,7 @@ free_port() {
 
 # Equivalent settings: anonymous, in-memory for clean sessions, 1000 in flight
 # and 100000 queued per client, no $SYS, TCP_NODELAY, quiet logs.
-cat > "$WORK/starling.toml" <<'EOF'
-[limits]
-max_inflight = 1000
-receive_maximum = 1000
-max_queued_messages = 100000
-max_connections = 100000
-
-[sys]
-interval = "0s"
-EOF
+cp "$ROOT/bench/starling.toml" "$WORK/starling.toml"
 
 start_broker() { # kind port
   local kind=$1 port=$2
