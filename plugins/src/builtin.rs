@@ -87,16 +87,7 @@ impl Plugin for PayloadLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{IpAddr, Ipv4Addr};
-
-    fn client() -> Client<'static> {
-        Client {
-            client_id: "c",
-            username: None,
-            remote: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            listener: "mqtt",
-        }
-    }
+    use crate::test_client as client;
 
     fn publish<'a>(topic: &'a str, payload: &'a [u8]) -> Publish<'a> {
         Publish {

@@ -126,7 +126,7 @@ impl PluginChain {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{IpAddr, Ipv4Addr};
+    use crate::test_client as client;
 
     struct Deny(&'static str);
     impl Plugin for Deny {
@@ -150,15 +150,6 @@ mod tests {
         fn on_subscribe(&self, _: &Client<'_>, _: &str) -> Verdict {
             self.0.fetch_add(1, Ordering::Relaxed);
             Verdict::Continue
-        }
-    }
-
-    fn client() -> Client<'static> {
-        Client {
-            client_id: "c",
-            username: None,
-            remote: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            listener: "mqtt",
         }
     }
 

@@ -96,3 +96,14 @@ pub trait Plugin: Send + Sync + 'static {
     /// A client's connection ended (for whatever reason).
     fn on_disconnect(&self, _client: &Client<'_>) {}
 }
+
+/// A loopback client for the crate's unit tests.
+#[cfg(test)]
+pub(crate) fn test_client() -> Client<'static> {
+    Client {
+        client_id: "c",
+        username: None,
+        remote: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+        listener: "mqtt",
+    }
+}
